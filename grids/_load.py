@@ -1,0 +1,207 @@
+"""Load and validate model families: the built-in sets or a user's grids file.
+
+A grids file is a Python file that defines ``FAMILIES = {name: (estimator,
+param_grid)}`` and may define ``load_data()`` returning ``(X, y)``. Everything
+is checked before any work starts, so a typo costs a second, not a night.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cloudpickle
+import numpy as np
+from sklearn.base import clone
+from sklearn.model_selection import ParameterGrid
+
+from grids._builtin import BUILTIN, builtin_families
+from state import SearchError
+
+__all__ = ["GridsError", "Grids", "load_grids", "validate_families"]
+
+_EXAMPLE = 'FAMILIES = {"rf": (RandomForestClassifier(), {"n_estimators": [100, 300]})}'
+
+
+class GridsError(SearchError):
+    """A grids file or a family definition is unusable."""
+
+
+@dataclass
+class Grids:
+    """Families to search and where they came from.
+
+    Attributes
+    ----------
+    source : str
+        ``"classification"``, ``"regression"`` or the grids file's path.
+    families : dict
+        ``{name: (estimator, param_grid)}`` in search order.
+    load_data : callable or None
+        The grids file's ``load_data`` if it defines one.
+    """
+
+    source: str
+    families: dict
+    load_data: Callable | None = None
+
+
+def load_grids(spec: str | None, task: str | None = None) -> Grids:
+    """Return the families named by ``spec``, validated.
+
+    Parameters
+    ----------
+    spec : str or None
+        ``"classification"``, ``"regression"``, a path to a ``.py`` grids file,
+        or None for the built-in families of ``task``.
+    task : str or None
+        Used when ``spec`` is None.
+    """
+    if spec is None:
+        spec = task or "classification"
+    if spec in BUILTIN:
+        return Grids(spec, builtin_families(spec))
+    path = Path(spec)
+    if path.suffix != ".py":
+        raise GridsError(
+            f"--grids {spec!r} is neither a built-in set nor a Python file; "
+            f"expected one of {sorted(BUILTIN)} or a path ending in .py"
+        )
+    module = _import_file(path)
+    if not hasattr(module, "FAMILIES"):
+        raise GridsError(
+            f"grids file {str(path)!r} defines no FAMILIES; add a dict that maps each family name "
+            f"to (estimator, param_grid), for example:\n    {_EXAMPLE}"
+        )
+    load_data = getattr(module, "load_data", None)
+    if load_data is not None and not callable(load_data):
+        raise GridsError(
+            f"grids file {str(path)!r}: load_data is {load_data!r} "
+            f"({type(load_data).__name__}); it must be a function returning (X, y)"
+        )
+    families = validate_families(module.FAMILIES, where=f"grids file {str(path)!r}")
+    return Grids(str(path), families, load_data)
+
+
+def _import_file(path: Path):
+    if not path.is_file():
+        raise GridsError(f"grids file {str(path)!r} does not exist; check the path given to --grids")
+    # A stable, private module name: the module's code is pickled by value (below),
+    # so estimators that use its functions load where the file does not exist.
+    name = "search_user_grids_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[name]
+        raise GridsError(
+            f"grids file {str(path)!r} has a syntax error at line {exc.lineno}: {exc.msg}"
+        ) from None
+    except Exception as exc:
+        del sys.modules[name]
+        raise GridsError(
+            f"grids file {str(path)!r} failed while being imported: "
+            f"{type(exc).__name__}: {exc}; run `python {path}` to see the full traceback"
+        ) from None
+    cloudpickle.register_pickle_by_value(module)
+    return module
+
+
+def validate_families(families: object, *, where: str = "FAMILIES") -> dict:
+    """Check every family and return them as a plain dict.
+
+    Raises
+    ------
+    GridsError
+        Naming the family, the parameter, the bad value and its type, and the fix.
+    """
+    if not isinstance(families, Mapping) or not families:
+        raise GridsError(
+            f"{where}: FAMILIES is {_show(families)}; it must be a non-empty dict, "
+            f"for example:\n    {_EXAMPLE}"
+        )
+    checked = {}
+    for name, entry in families.items():
+        if not isinstance(name, str) or not name or "," in name:
+            raise GridsError(
+                f"{where}: family name {name!r} ({type(name).__name__}) must be a non-empty "
+                "string without commas"
+            )
+        if not (isinstance(entry, Sequence) and len(entry) == 2):
+            raise GridsError(
+                f"{where}, family {name!r}: the entry is {_show(entry)}; it must be a pair "
+                f"(estimator, param_grid), for example:\n    {_EXAMPLE}"
+            )
+        estimator, grid = entry
+        if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
+            raise GridsError(
+                f"{where}, family {name!r}: the estimator is {_show(estimator)}; it must be a "
+                "scikit-learn estimator (an object with fit and get_params), e.g. LogisticRegression()"
+            )
+        _check_grid(name, estimator, grid, where)
+        checked[name] = (estimator, grid)
+    return checked
+
+
+def _check_grid(name: str, estimator, grid, where: str) -> None:
+    here = f"{where}, family {name!r}"
+    subgrids = [grid] if isinstance(grid, Mapping) else grid
+    if not isinstance(subgrids, Sequence) or isinstance(subgrids, str):
+        raise GridsError(
+            f"{here}: the parameter grid is {_show(grid)}; it must be a dict mapping each "
+            "parameter to a list of values (or a list of such dicts)"
+        )
+    if not subgrids or any(isinstance(g, Mapping) and not g for g in subgrids):
+        raise GridsError(
+            f"{here}: the parameter grid is empty; give at least one parameter with a list "
+            'of values, e.g. {"C": [0.1, 1, 10]}'
+        )
+    for sub in subgrids:
+        if not isinstance(sub, Mapping):
+            raise GridsError(
+                f"{here}: a grid entry is {_show(sub)}; each must be a dict mapping a parameter "
+                "to a list of values"
+            )
+        for param, values in sub.items():
+            if isinstance(values, str) or not isinstance(values, (Sequence, np.ndarray)):
+                raise GridsError(
+                    f"{here}: parameter {param!r} is {_show(values)}; a grid maps each "
+                    f"parameter to a list of values. Single values need to be wrapped in a "
+                    f"list: {param!r}: [{values!r}]"
+                )
+            if len(values) == 0:
+                raise GridsError(
+                    f"{here}: parameter {param!r} has an empty list of values; give at "
+                    "least one value or remove the parameter"
+                )
+    valid = set(estimator.get_params(deep=True))
+    for candidate in ParameterGrid(grid):
+        try:
+            clone(estimator).set_params(**candidate)
+        except ValueError:
+            for param in candidate:
+                if param not in valid and param.split("__")[0] not in valid:
+                    close = difflib.get_close_matches(param, sorted(valid), n=3)
+                    hint = f"did you mean {' or '.join(map(repr, close))}? " if close else ""
+                    raise GridsError(
+                        f"{here}: {type(estimator).__name__} has no parameter {param!r}; "
+                        f"{hint}valid parameters are listed by "
+                        f"estimator.get_params().keys()"
+                    ) from None
+            raise GridsError(
+                f"{here}: the candidate {candidate!r} cannot be set on "
+                f"{type(estimator).__name__}; check the parameter names"
+            ) from None
+
+
+def _show(value) -> str:
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({type(value).__name__})"

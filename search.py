@@ -1,0 +1,1218 @@
+"""checkpointed-search: resumable scikit-learn grid searches that survive being killed.
+
+The command line (``search run | status | best | export | predict``) is a thin
+click layer over the library functions of this module: :func:`run` does the
+search, :func:`load_best` and :func:`status_rows` read the state file back.
+
+The loop, in one paragraph: every selected family's parameter grid is expanded
+with :class:`~sklearn.model_selection.ParameterGrid`; every candidate (one
+parameter combination) is keyed by a hash of its canonical parameters, and
+every (candidate, fold) pair not yet in the state file becomes a task. Tasks
+run in a pool of worker processes (loky locally, dask on a cluster) that
+received the data and the CV splits once. When all folds of a candidate are
+in, the candidate is recorded; checkpoints are paced so saving costs at most
+about 2% of the wall time, and are forced at the end of every family and on
+exit. When every candidate of a family is in, its best candidate is refit on
+all the data as one more task, and the family is done.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import hashlib
+import logging
+import math
+import numbers
+import os
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import types
+import warnings
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import click
+import cloudpickle
+import joblib
+import numpy as np
+from sklearn.base import clone
+from sklearn.metrics import check_scoring, get_scorer_names
+from sklearn.model_selection import ParameterGrid, check_cv
+from sklearn.utils.metaestimators import _safe_split
+from tqdm.auto import tqdm
+
+import state
+from grids import load_grids
+from state import FORMAT_VERSION, Pickled, SearchError, StateMismatch
+
+__all__ = [
+    "RunConfig",
+    "RunReport",
+    "best_family",
+    "cli",
+    "load_best",
+    "parse_duration",
+    "read_state",
+    "run",
+    "status_rows",
+]
+
+logger = logging.getLogger("search")
+
+DEFAULT_STATE = "search-state.pkl"
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+_SAVE_SHARE = 0.02  # at most this share of the wall time goes to checkpoints
+_MIN_SAVE_INTERVAL = 0.5  # seconds; a kill loses at most this much finished work + tasks in flight
+_MAX_ATTEMPTS = 3  # a task whose worker died is retried this many times in all
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class Dataset:
+    """The table to search on: features ``X``, target ``y`` and a description."""
+
+    X: object
+    y: object
+    source: str
+    target: str | None = None
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.y)
+
+
+def load_dataset(data: str | None, target: str | None, load_data=None, task=None) -> Dataset:
+    """Return the data to search on.
+
+    ``data`` (a CSV path) wins; else the grids file's ``load_data``; else a
+    dataset that ships with scikit-learn (breast cancer for classification,
+    diabetes for regression).
+    """
+    if data is not None:
+        return _read_csv(data, target)
+    if load_data is not None:
+        try:
+            loaded = load_data()
+        except Exception as exc:
+            raise SearchError(
+                f"load_data() in the grids file failed: {type(exc).__name__}: {exc}"
+            ) from exc
+        if not (isinstance(loaded, tuple) and len(loaded) == 2):
+            raise SearchError(
+                f"load_data() in the grids file returned {type(loaded).__name__}; "
+                "it must return a pair (X, y)"
+            )
+        X, y = loaded
+        if len(X) != len(y):
+            raise SearchError(
+                f"load_data() returned X with {len(X)} rows and y with {len(y)}; they must match"
+            )
+        return Dataset(X, y, "load_data() of the grids file")
+    from sklearn.datasets import load_breast_cancer, load_diabetes
+
+    if task == "regression":
+        X, y = load_diabetes(return_X_y=True, as_frame=True)
+        return Dataset(X, y, "scikit-learn diabetes (built-in)", "target")
+    X, y = load_breast_cancer(return_X_y=True, as_frame=True)
+    return Dataset(X, y, "scikit-learn breast cancer (built-in)", "target")
+
+
+def _read_csv(path: str, target: str | None) -> Dataset:
+    import pandas as pd
+
+    if target is None:
+        raise SearchError(f"--data {path} needs --target COLUMN naming the column to predict")
+    try:
+        frame = pd.read_csv(path)
+    except FileNotFoundError:
+        raise SearchError(f"--data {path}: no such file; check the path") from None
+    except (OSError, ValueError) as exc:
+        raise SearchError(f"--data {path} could not be read as CSV: {exc}") from None
+    if target not in frame.columns:
+        import difflib
+
+        close = difflib.get_close_matches(target, list(map(str, frame.columns)), n=3)
+        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        raise SearchError(
+            f"--target {target!r} is not a column of {path}; its columns are "
+            f"{', '.join(map(str, frame.columns))}.{hint}"
+        )
+    missing = frame[target].isna()
+    if missing.any():
+        logger.warning("%s: dropped %d rows whose target %r is missing", path, missing.sum(), target)
+        frame = frame.loc[~missing].reset_index(drop=True)
+    if len(frame) == 0:
+        raise SearchError(f"--data {path} has no rows with a value in {target!r}")
+    y = frame.pop(target)
+    return Dataset(frame, y, str(path), target)
+
+
+def infer_task(y) -> str:
+    """``"classification"`` for text, boolean, categorical or few-valued integer targets.
+
+    A float target with non-integral values, or an integer one with more than
+    20 distinct values, is a regression target. ``--task`` overrides this.
+    """
+    values = np.asarray(y)
+    if values.dtype.kind in "OUSb" or str(getattr(y, "dtype", "")) == "category":
+        return "classification"
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
+        return "regression"
+    return "classification" if len(np.unique(values)) <= 20 else "regression"
+
+
+# ------------------------------------------------------------------- fingerprints
+
+
+def _canonical(obj):
+    """A representation of ``obj`` that is equal across processes when ``obj`` is.
+
+    Estimators are described by class and parameters, functions by module,
+    name and code, arrays by dtype, shape and a hash of their bytes. Memory
+    addresses, which ``repr`` shows for many objects, never enter it.
+    """
+    if hasattr(obj, "get_params") and not isinstance(obj, type):
+        params = obj.get_params(deep=False)
+        return (_qualname(type(obj)), tuple((k, _canonical(params[k])) for k in sorted(params)))
+    if isinstance(obj, dict):
+        return ("dict", tuple((repr(k), _canonical(obj[k])) for k in sorted(obj, key=repr)))
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, tuple(_canonical(v) for v in obj))
+    if isinstance(obj, np.ndarray):
+        return ("ndarray", str(obj.dtype), obj.shape, joblib.hash(obj))
+    if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
+        code = getattr(obj, "__code__", None)
+        body = None if code is None else (code.co_code, repr(code.co_consts), code.co_names)
+        return ("function", getattr(obj, "__module__", None), obj.__qualname__, repr(body))
+    if isinstance(obj, type):
+        return ("type", _qualname(obj))
+    if isinstance(obj, float) and math.isnan(obj):
+        return ("float", "nan")
+    if obj is None or isinstance(obj, (str, bytes, bool, numbers.Number)):
+        return (type(obj).__name__, repr(obj))
+    text = repr(obj)
+    if re.search(r" at 0x[0-9a-f]+", text):
+        try:
+            return (_qualname(type(obj)), joblib.hash(obj))
+        except Exception:
+            return (_qualname(type(obj)), re.sub(r" at 0x[0-9a-f]+", "", text))
+    return (_qualname(type(obj)), text)
+
+
+def _qualname(cls) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def fingerprint(obj) -> str:
+    """A short hex digest of ``_canonical(obj)``."""
+    return hashlib.sha256(repr(_canonical(obj)).encode()).hexdigest()[:16]
+
+
+def candidate_key(params: dict) -> str:
+    """The content key of one candidate: a hash of its canonical parameters."""
+    return fingerprint(params)
+
+
+# ------------------------------------------------------------ worker-side functions
+# These run in worker processes (loky or dask). They receive the data once per
+# worker (a file path for loky, a scattered future for dask) and keep it.
+
+_WORKER_DATA: dict = {}
+_WORKER_ESTIMATORS: dict = {}
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Worker initializer: exit as soon as the runner that started this worker is gone.
+
+    A SIGKILLed runner cannot tell its workers to stop; without this they would
+    go on computing for nobody (loky's workers otherwise outlive their parent).
+    """
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="search-parent-watch", daemon=True).start()
+
+
+def _worker_data(ref):
+    if not isinstance(ref, str):  # dask: the scattered (X, y, test_indices) itself
+        return ref
+    if ref not in _WORKER_DATA:
+        _WORKER_DATA.clear()
+        _WORKER_DATA[ref] = joblib.load(ref, mmap_mode="r")
+    return _WORKER_DATA[ref]
+
+
+def _worker_estimator(blob: bytes):
+    key = hashlib.sha256(blob).digest()
+    if key not in _WORKER_ESTIMATORS:
+        if len(_WORKER_ESTIMATORS) > 64:
+            _WORKER_ESTIMATORS.clear()
+        _WORKER_ESTIMATORS[key] = cloudpickle.loads(blob)
+    return _WORKER_ESTIMATORS[key]
+
+
+def _train_test(test_indices, fold: int, n_samples: int):
+    test = np.asarray(test_indices[fold])
+    mask = np.ones(n_samples, dtype=bool)
+    mask[test] = False
+    return np.flatnonzero(mask), test
+
+
+def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) -> dict:
+    """Fit one candidate on one training fold and score it on the test fold.
+
+    Mirrors what GridSearchCV does for one (candidate, split) pair, with
+    ``error_score=np.nan``: a failing fit or scorer gives NaN and its traceback.
+    """
+    X, y, test_indices = _worker_data(data_ref)
+    train, test = _train_test(test_indices, fold, len(y))
+    estimator = clone(_worker_estimator(estimator_blob))
+    estimator = estimator.set_params(**clone(params, safe=False))
+    start = time.time()
+    X_train, y_train = _safe_split(estimator, X, y, train)
+    X_test, y_test = _safe_split(estimator, X, y, test, train)
+    try:
+        estimator.fit(X_train, y_train)
+    except Exception:
+        return {"score": np.nan, "fit_time": time.time() - start, "score_time": 0.0,
+                "error": traceback.format_exc()}
+    fit_time = time.time() - start
+    try:
+        score = check_scoring(estimator, scoring)(estimator, X_test, y_test)
+        if hasattr(score, "item"):
+            score = score.item()
+        error = None
+    except Exception:
+        score, error = np.nan, "Scoring failed: " + traceback.format_exc()
+    return {"score": score, "fit_time": fit_time, "score_time": time.time() - start - fit_time,
+            "error": error}
+
+
+def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
+    """Fit the best candidate on all the data; return it pickled and the time taken."""
+    X, y, _ = _worker_data(data_ref)
+    estimator = clone(_worker_estimator(estimator_blob))
+    estimator = estimator.set_params(**clone(params, safe=False))
+    start = time.time()
+    estimator.fit(X, y)
+    elapsed = time.time() - start
+    return {"blob": cloudpickle.dumps(estimator, protocol=5), "refit_time": elapsed}
+
+
+# -------------------------------------------------------------------------- pools
+
+
+class LocalPool:
+    """Worker processes on this machine (loky), each limited to its share of threads."""
+
+    name = "local"
+
+    def __init__(self, n_jobs: int):
+        from joblib.externals.loky import get_reusable_executor
+
+        self.n_workers = joblib.effective_n_jobs(n_jobs)
+        threads = str(max(1, (os.cpu_count() or 1) // self.n_workers))
+        env = {var: os.environ.get(var, threads) for var in (
+            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+            "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
+        self._tmp = tempfile.mkdtemp(prefix="search-data-")
+        self._executor = get_reusable_executor(
+            max_workers=self.n_workers, env=env, timeout=60, reuse=False, kill_workers=True,
+            initializer=_watch_parent, initargs=(os.getpid(),),
+        )
+        self.data_ref = None
+
+    def share(self, data) -> None:
+        self._data = data
+        path = os.path.join(self._tmp, "data.joblib")
+        joblib.dump(data, path)
+        self.data_ref = path
+
+    def submit(self, fn, *args):
+        return self._executor.submit(fn, *args)
+
+    def wait(self, futures, timeout: float):
+        done, _ = concurrent.futures.wait(
+            futures, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        return done
+
+    def is_lost(self, exc: BaseException) -> bool:
+        """Whether ``exc`` means the worker died (retry), not that the task failed."""
+        from joblib.externals.loky.process_executor import BrokenProcessPool
+
+        return isinstance(exc, BrokenProcessPool)
+
+    def recover(self) -> None:
+        self.close(kill=True)
+        self.__init__(self.n_workers)
+        self.share(self._data)
+
+    def close(self, kill: bool = False) -> None:
+        self._executor.shutdown(wait=True, kill_workers=kill)
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+class DaskPool:
+    """Fits sent to a dask cluster; the data is scattered to the workers once."""
+
+    name = "dask"
+
+    def __init__(self, address: str, n_jobs: int):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise SearchError(
+                "--scheduler needs dask's distributed scheduler, which is not installed; "
+                "install it with: pip install 'checkpointed-search[dask]'"
+            ) from None
+        self._cluster = None
+        try:
+            if address == "local":
+                self._cluster = LocalCluster(
+                    n_workers=joblib.effective_n_jobs(n_jobs), threads_per_worker=1,
+                    processes=True, dashboard_address=None,
+                )
+                self._client = Client(self._cluster)
+            else:
+                self._client = Client(address, timeout="10s")
+        except (OSError, TimeoutError) as exc:
+            raise SearchError(
+                f"--scheduler {address}: cannot reach the dask scheduler ({exc}); check that "
+                "`dask scheduler` runs there and the address and port are right"
+            ) from None
+        self.address = address
+        self.n_workers = max(1, sum(
+            w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()
+        ))
+        self.data_ref = None
+
+    def share(self, data) -> None:
+        self.data_ref = self._client.scatter(data, broadcast=True, hash=False)
+
+    def submit(self, fn, *args):
+        return self._client.submit(fn, *args, pure=False, retries=2)
+
+    def wait(self, futures, timeout: float):
+        from distributed import wait
+
+        try:
+            return wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED").done
+        except TimeoutError:
+            return set()
+
+    def is_lost(self, exc: BaseException) -> bool:
+        from distributed.scheduler import KilledWorker
+
+        return isinstance(exc, KilledWorker)
+
+    def recover(self) -> None:
+        pass  # dask reschedules tasks of lost workers by itself
+
+    def close(self, kill: bool = False) -> None:
+        with contextlib.suppress(Exception):
+            self._client.close()
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+
+
+# ------------------------------------------------------------------------ results
+
+
+def cv_results(records: list[dict], n_splits: int) -> dict:
+    """Assemble GridSearchCV's ``cv_results_`` from per-candidate records.
+
+    ``records`` are in the order of the family's ParameterGrid. The arithmetic
+    is GridSearchCV's own (``BaseSearchCV._format_results``), so means, standard
+    deviations and ranks are the same to the last bit.
+    """
+    n = len(records)
+    results: dict = {}
+
+    def store(key, rows, splits=False, rank=False):
+        array = np.array(rows, dtype=np.float64).reshape(n, n_splits)
+        if splits:
+            for i in range(n_splits):
+                results[f"split{i}_{key}"] = array[:, i]
+        if n == 0:  # np.average of nothing divides by zero
+            results[f"mean_{key}"] = results[f"std_{key}"] = np.empty(0)
+        else:
+            means = np.average(array, axis=1)
+            results[f"mean_{key}"] = means
+            results[f"std_{key}"] = np.sqrt(
+                np.average((array - means[:, np.newaxis]) ** 2, axis=1))
+        if rank:
+            means = results[f"mean_{key}"]
+            if n == 0 or np.isnan(means).all():
+                ranks = np.ones_like(means, dtype=np.int32)
+            else:
+                from scipy.stats import rankdata
+
+                filled = np.nan_to_num(means, nan=np.nanmin(means) - 1)
+                ranks = rankdata(-filled, method="min").astype(np.int32, copy=False)
+            results[f"rank_{key}"] = ranks
+
+    store("fit_time", [r["fit_times"] for r in records])
+    store("score_time", [r["score_times"] for r in records])
+    params = [r["params"] for r in records]
+    names = sorted({name for p in params for name in p})
+    for name in names:
+        column = np.ma.MaskedArray(np.empty(n, dtype=object), mask=True)
+        for i, p in enumerate(params):
+            if name in p:
+                column[i] = p[name]
+        results[f"param_{name}"] = column
+    results["params"] = params
+    store("test_score", [r["test_scores"] for r in records], splits=True, rank=True)
+    return results
+
+
+def _best(results: dict) -> tuple[int, float] | None:
+    if not results["params"] or np.isnan(results["mean_test_score"]).all():
+        return None
+    index = int(results["rank_test_score"].argmin())
+    return index, float(results["mean_test_score"][index])
+
+
+# ------------------------------------------------------------------------- config
+
+
+@dataclass
+class RunConfig:
+    """Everything ``search run`` takes; see ``search run --help``."""
+
+    state_path: str = DEFAULT_STATE
+    data: str | None = None
+    target: str | None = None
+    task: str | None = None
+    grids: str | None = None
+    families: list[str] | None = None
+    cv: int = 5
+    scoring: str | None = None
+    n_jobs: int = -1
+    max_time: float | None = None
+    restart: bool = False
+    redo_changed: bool = False
+    scheduler: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunReport:
+    """What a run did: ``stopped`` names the signal or ``"max-time"`` when it stopped early."""
+
+    state_path: str
+    families: list[str]
+    done: list[str] = field(default_factory=list)
+    failed: dict = field(default_factory=dict)
+    stopped: str | None = None
+    wall_time: float = 0.0
+    save_time: float = 0.0
+    saves: int = 0
+    tasks_run: int = 0
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90s"``, ``"30m"``, ``"2h"``, ``"1h30m"`` or a plain number of seconds."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    parts = re.findall(r"(\d+(?:\.\d+)?)([dhms])", text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        raise ValueError(f"{text!r} is not a duration; write it like 90s, 30m, 2h or 1h30m")
+    unit = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    return sum(float(a) * unit[b] for a, b in parts)
+
+
+# ------------------------------------------------------------------------- runner
+
+
+@dataclass
+class _Family:
+    name: str
+    estimator: object
+    blob: bytes
+    candidates: list[dict]
+    keys: list[str]
+    entry: dict  # the family's dict inside the state
+
+
+@dataclass
+class _Task:
+    family: str
+    key: str | None  # None for a refit
+    params: dict
+    fold: int = -1
+    attempts: int = 0
+
+
+def run(config: RunConfig) -> RunReport:
+    """Search every selected family not yet done, resuming from the state file.
+
+    Returns a :class:`RunReport`; raises :class:`state.SearchError` (or a
+    subclass) for anything the user must fix, and never leaves the state file
+    worse than it found it.
+    """
+    if config.scoring is not None and config.scoring not in get_scorer_names():
+        raise SearchError(
+            f"--scoring {config.scoring!r} is not a scikit-learn scorer; expected one of "
+            f"{', '.join(sorted(get_scorer_names()))}"
+        )
+    if config.cv < 2:
+        raise SearchError(f"--cv {config.cv} must be at least 2")
+    grids = load_grids(config.grids, config.task)
+    dataset = load_dataset(config.data, config.target, grids.load_data, config.task)
+    task = config.task or infer_task(dataset.y)
+    if config.grids is None and grids.source != task:
+        grids = load_grids(task)
+    selected = list(grids.families)
+    if config.families:
+        unknown = [f for f in config.families if f not in grids.families]
+        if unknown:
+            raise SearchError(
+                f"--families: {', '.join(map(repr, unknown))} not in {grids.source}; "
+                f"expected one of {', '.join(grids.families)}"
+            )
+        selected = [f for f in grids.families if f in config.families]
+    with state.lock(config.state_path):
+        runner = _Runner(config, grids, dataset, task, selected)
+        return runner.run()
+
+
+class _Runner:
+    def __init__(self, config, grids, dataset, task, selected):
+        self.config = config
+        self.path = config.state_path
+        self.dataset = dataset
+        self.task = task
+        self.selected = selected
+        self.report = RunReport(self.path, selected)
+        self._stop: str | None = None
+        self._dirty = False
+        self._next_save = 0.0
+        self.state = self._open_state(grids)
+        self.families = self._prepare_families(grids)
+
+    # ---- opening and checking the state
+
+    def _open_state(self, grids) -> dict:
+        config, path = self.config, self.path
+        if config.restart and os.path.exists(path):
+            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+            backup = f"{path}.{stamp}.bak"
+            os.replace(path, backup)
+            logger.warning("--restart: the previous state was moved to %s", backup)
+        try:
+            data = state.load(path)
+        except FileNotFoundError:
+            data = None
+        run_info = self._run_info(grids, data)
+        if data is None:
+            return {
+                "format_version": FORMAT_VERSION,
+                "environment": state.environment(),
+                "created": _now(),
+                "updated": _now(),
+                "run": run_info,
+                "families": {},
+            }
+        self._check_run(data["run"], run_info)
+        data["environment"] = state.environment()
+        data["run"]["family_order"] = run_info["family_order"] + [
+            f for f in data["run"]["family_order"] if f not in run_info["family_order"]
+        ]
+        return data
+
+    def _run_info(self, grids, previous) -> dict:
+        X, y = self.dataset.X, self.dataset.y
+        if previous is not None and previous["run"]["cv"]["n_splits"] == self.config.cv:
+            test_indices = previous["run"]["cv"]["test_indices"]  # computed once, kept
+        else:
+            splitter = check_cv(self.config.cv, y, classifier=self.task == "classification")
+            test_indices = [np.asarray(test, dtype=np.int64) for _, test in splitter.split(X, y)]
+        columns = list(map(str, getattr(X, "columns", [])))
+        return {
+            "task": self.task,
+            "data": {
+                "source": self.dataset.source,
+                "target": self.dataset.target,
+                "n_samples": len(y),
+                "columns": columns,
+                "fingerprint": joblib.hash((X, y)),
+            },
+            "cv": {
+                "n_splits": self.config.cv,
+                "test_indices": test_indices,
+                "fingerprint": joblib.hash([np.asarray(t) for t in test_indices]),
+            },
+            "scoring": self.config.scoring,
+            "grids": grids.source,
+            "family_order": list(grids.families),
+        }
+
+    def _check_run(self, saved: dict, now: dict) -> None:
+        fix = ("to start over and keep the old file as a backup, add --restart; to keep both "
+               "searches, use another --state PATH")
+        if saved["data"]["fingerprint"] != now["data"]["fingerprint"]:
+            raise StateMismatch(
+                f"the state file {self.path} was made with other data: "
+                f"{saved['data']['source']} ({saved['data']['n_samples']} rows, fingerprint "
+                f"{saved['data']['fingerprint'][:12]}) and now {now['data']['source']} "
+                f"({now['data']['n_samples']} rows, fingerprint "
+                f"{now['data']['fingerprint'][:12]}); {fix}"
+            )
+        for key, what in (("task", "task"), ("scoring", "scoring")):
+            if saved[key] != now[key]:
+                raise StateMismatch(
+                    f"the state file {self.path} was made with {what} "
+                    f"{saved[key] or 'default'!r}, now {now[key] or 'default'!r}; {fix}"
+                )
+        if saved["cv"]["n_splits"] != now["cv"]["n_splits"]:
+            raise StateMismatch(
+                f"the state file {self.path} was made with --cv {saved['cv']['n_splits']}, "
+                f"now --cv {now['cv']['n_splits']}; rerun with --cv {saved['cv']['n_splits']} "
+                f"to resume, or {fix}"
+            )
+
+    def _prepare_families(self, grids) -> list[_Family]:
+        prepared, changed = [], []
+        for name in self.selected:
+            estimator, grid = grids.families[name]
+            candidates = list(ParameterGrid(grid))
+            keys = [candidate_key(c) for c in candidates]
+            estimator_fp, grid_fp = fingerprint(estimator), fingerprint(grid)
+            entry = self.state["families"].get(name)
+            kept = None
+            if entry is not None and entry["status"] == "failed":
+                logger.info("family %r failed in an earlier run: searching it again", name)
+                entry = None  # a failed family holds no work worth keeping
+            elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
+                    != (estimator_fp, grid_fp):
+                if not self.config.redo_changed:
+                    changed.append(name)
+                    continue
+                same_estimator = entry["estimator_fingerprint"] == estimator_fp
+                kept = {k: v for k, v in entry["candidates"].items()
+                        if same_estimator and k in set(keys)}
+                logger.warning("family %r changed: searching it again (%d saved candidates "
+                               "still apply)", name, len(kept))
+                entry = None
+            if entry is None:
+                entry = self.state["families"][name] = {
+                    "status": "pending",
+                    "estimator": repr(estimator),
+                    "estimator_fingerprint": estimator_fp,
+                    "grid_fingerprint": grid_fp,
+                    "n_candidates": len(candidates),
+                    "candidates": kept or {},
+                    "time_spent": 0.0,
+                }
+                self._dirty = True
+            blob = cloudpickle.dumps(estimator, protocol=5)
+            prepared.append(_Family(name, estimator, blob, candidates, keys, entry))
+        if changed:
+            raise StateMismatch(
+                f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(map(repr, changed))} "
+                f"changed since searched into {self.path} (estimator or parameter grid differs); "
+                f"to search {'it' if len(changed) == 1 else 'them'} again add --redo-changed "
+                "(candidates whose parameters are unchanged are kept), or use another --state"
+            )
+        return prepared
+
+    # ---- the loop
+
+    def run(self) -> RunReport:
+        start = time.monotonic()
+        deadline = None if self.config.max_time is None else start + self.config.max_time
+        fams = {f.name: f for f in self.families}
+        queue: collections.deque[_Task] = collections.deque()
+        pending_folds: dict[tuple[str, str], dict] = {}
+        fold_times = collections.defaultdict(list)
+        for fam in self.families:
+            self._refresh(fam)
+            queue.extend(self._tasks_for(fam))
+        total = sum(len(f.candidates) * self.config.cv for f in self.families)
+        already = sum(len(f.entry["candidates"]) * self.config.cv for f in self.families)
+        if not queue:
+            self._save()
+            return self._finish(start)
+        pool = self._make_pool()
+        inflight: dict = {}
+        bar = tqdm(total=total, initial=already, unit="fit", file=sys.stderr, dynamic_ncols=True,
+                   disable=not self.config.progress, desc="search")
+        try:
+            with self._signals():
+                pool.share((self.dataset.X, self.dataset.y, self.state["run"]["cv"]["test_indices"]))
+                while True:
+                    # dispatch: keep every worker busy, one task queued ahead
+                    while queue and len(inflight) < pool.n_workers + 1 and not self._stop:
+                        task = queue[0]
+                        if deadline is not None and not self._fits(task, fold_times, deadline):
+                            break
+                        queue.popleft()
+                        fam = fams[task.family]
+                        if task.key is None:
+                            fut = pool.submit(refit, pool.data_ref, fam.blob, task.params)
+                        else:
+                            fut = pool.submit(fit_fold, pool.data_ref, fam.blob, task.params,
+                                              task.fold, self.config.scoring)
+                        inflight[fut] = task
+                    if self._stop or not inflight:
+                        if queue and not self._stop:
+                            self._stop = "max-time"
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        self._stop = "max-time"
+                        break
+                    for fut in pool.wait(list(inflight), timeout=0.25):
+                        task = inflight.pop(fut)
+                        try:
+                            result = fut.result()
+                        except BaseException as exc:  # noqa: BLE001 - classified just below
+                            if self._stop:
+                                continue
+                            lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
+                            if lost and task.attempts + 1 < _MAX_ATTEMPTS:
+                                logger.warning("a worker died (%s); retrying its tasks", exc)
+                                queue.extendleft(self._retry(task, inflight, pool))
+                                inflight.clear()
+                                break
+                            result = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0,
+                                      "error": "".join(traceback.format_exception(exc))}
+                        fam = fams[task.family]
+                        self.report.tasks_run += 1
+                        if task.key is None:
+                            self._store_refit(fam, result)
+                            self._save()  # always at the end of a family
+                            continue
+                        fold_times[task.family].append(result["fit_time"] + result["score_time"])
+                        bar.update(1)
+                        folds = pending_folds.setdefault((task.family, task.key), {})
+                        folds[task.fold] = result
+                        if len(folds) == self.config.cv:
+                            del pending_folds[(task.family, task.key)]
+                            self._store_candidate(fam, task, folds)
+                            if len(fam.entry["candidates"]) == len(fam.candidates):
+                                refit_task = self._complete(fam)
+                                if refit_task is not None:
+                                    queue.appendleft(refit_task)
+                                else:
+                                    self._save()
+                            bar.set_description(self._describe(fam))
+                    self._maybe_save()
+        finally:
+            bar.close()
+            pool.close(kill=bool(self._stop) or bool(inflight))
+            self.report.stopped = self._stop
+            self._save()
+        return self._finish(start)
+
+    def _make_pool(self):
+        if self.config.scheduler:
+            pool = DaskPool(self.config.scheduler, self.config.n_jobs)
+            logger.info("dask scheduler %s: %d worker threads", self.config.scheduler,
+                        pool.n_workers)
+            return pool
+        return LocalPool(self.config.n_jobs)
+
+    def _tasks_for(self, fam: _Family) -> list[_Task]:
+        if fam.entry["status"] in ("done", "failed"):
+            return []
+        tasks = [
+            _Task(fam.name, key, params, fold)
+            for key, params in zip(fam.keys, fam.candidates)
+            if key not in fam.entry["candidates"]
+            for fold in range(self.config.cv)
+        ]
+        if not tasks:  # every candidate is in: only the refit is left
+            refit_task = self._complete(fam)
+            return [refit_task] if refit_task else []
+        return tasks
+
+    def _retry(self, task, inflight, pool) -> list[_Task]:
+        lost = [task, *inflight.values()]
+        for t in lost:
+            t.attempts += 1
+        pool.recover()
+        return list(reversed(lost))
+
+    def _fits(self, task, fold_times, deadline) -> bool:
+        seen = fold_times.get(task.family)
+        estimate = (sum(seen) / len(seen)) if seen else 0.0
+        if task.key is None:
+            estimate *= self.config.cv / (self.config.cv - 1)
+        return time.monotonic() + estimate <= deadline
+
+    def _store_candidate(self, fam: _Family, task: _Task, folds: dict) -> None:
+        ordered = [folds[i] for i in range(self.config.cv)]
+        fam.entry["candidates"][task.key] = {
+            "params": task.params,
+            "test_scores": [r["score"] for r in ordered],
+            "fit_times": [r["fit_time"] for r in ordered],
+            "score_times": [r["score_time"] for r in ordered],
+            "errors": [r["error"] for r in ordered],
+        }
+        fam.entry["time_spent"] += sum(r["fit_time"] + r["score_time"] for r in ordered)
+        fam.entry["status"] = "partial"
+        self._refresh(fam)
+        self._dirty = True
+
+    def _refresh(self, fam: _Family) -> None:
+        """Recompute cv_results and the best candidate from the candidates done so far."""
+        done = [fam.entry["candidates"][k] for k in fam.keys if k in fam.entry["candidates"]]
+        results = cv_results(done, self.config.cv)
+        fam.entry["cv_results"] = results
+        fam.entry["n_candidates"] = len(fam.candidates)
+        best = _best(results)
+        if best is not None:
+            fam.entry["best_index"], fam.entry["best_score"] = best
+            fam.entry["best_params"] = results["params"][best[0]]
+
+    def _complete(self, fam: _Family) -> _Task | None:
+        """All candidates are in: mark the family failed, or return its refit task."""
+        entry = fam.entry
+        errors = [e for r in entry["candidates"].values() for e in r["errors"] if e]
+        n_fits = len(fam.candidates) * self.config.cv
+        if errors and len(errors) < n_fits:  # a family that failed whole is reported as failed
+            warnings.warn(_failure_summary(fam.name, errors, n_fits),
+                          FitFailedWarningGroup, stacklevel=2)
+        if _best(entry["cv_results"]) is None:
+            entry["status"] = "failed"
+            entry["error"] = _failure_summary(fam.name, errors, n_fits)
+            self.report.failed[fam.name] = entry["error"]
+            self._dirty = True
+            return None
+        return _Task(fam.name, None, entry["best_params"])
+
+    def _store_refit(self, fam: _Family, result: dict) -> None:
+        entry = fam.entry
+        if "blob" not in result:
+            entry["status"] = "failed"
+            entry["error"] = f"refitting the best candidate on all the data failed:\n{result['error']}"
+            self.report.failed[fam.name] = entry["error"]
+        else:
+            entry["best_estimator"] = Pickled(data=result["blob"])
+            entry["refit_time"] = result["refit_time"]
+            entry["time_spent"] += result["refit_time"]
+            entry["status"] = "done"
+            entry["finished"] = _now()
+            logger.info("%s done: best %s %.4f with %s", fam.name, self._metric(),
+                        entry["best_score"], entry["best_params"])
+        self._dirty = True
+
+    def _describe(self, fam: _Family) -> str:
+        scores = [f.entry["best_score"] for f in self.families if "best_score" in f.entry]
+        best = f" best {max(scores):.4f}" if scores else ""
+        return f"{fam.name}{best}"
+
+    def _metric(self) -> str:
+        return self.config.scoring or "score"
+
+    # ---- checkpoints
+
+    def _maybe_save(self) -> None:
+        if self._dirty and time.monotonic() >= self._next_save:
+            self._save()
+
+    def _save(self) -> None:
+        if not self._dirty:
+            return
+        started = time.monotonic()
+        self.state["updated"] = _now()
+        state.save(self.path, self.state)
+        spent = time.monotonic() - started
+        self.report.save_time += spent
+        self.report.saves += 1
+        self._dirty = False
+        # pace checkpoints by their measured cost: saving stays under _SAVE_SHARE of the wall
+        self._next_save = time.monotonic() + max(_MIN_SAVE_INTERVAL, spent / _SAVE_SHARE)
+
+    def _finish(self, start: float) -> RunReport:
+        for fam in self.families:
+            if fam.entry["status"] == "done":
+                self.report.done.append(fam.name)
+        self.report.wall_time = time.monotonic() - start
+        return self.report
+
+    @contextlib.contextmanager
+    def _signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum, _frame):
+            name = signal.Signals(signum).name
+            if self._stop is None:
+                logger.warning("%s received: stopping, saving what finished", name)
+            self._stop = name
+
+        previous = {s: signal.signal(getattr(signal, s), stop) for s in STOP_SIGNALS}
+        try:
+            yield
+        finally:
+            for s, handler in previous.items():
+                signal.signal(getattr(signal, s), handler)
+
+
+class FitFailedWarningGroup(UserWarning):
+    """Some fits of a family failed; their scores are NaN (GridSearchCV's error_score)."""
+
+
+def _failure_summary(name: str, errors: list[str], n_fits: int) -> str:
+    counts = collections.Counter(e.strip().splitlines()[-1] for e in errors)
+    lines = [f"{len(errors)} of {n_fits} fits of family {name!r} failed; their score is NaN."]
+    lines += [f"  {n} x {message}" for message, n in counts.most_common()]
+    lines.append("  Last traceback:\n" + errors[-1].rstrip())
+    return "\n".join(lines)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------- read side
+
+
+def status_rows(data: dict) -> list[dict]:
+    """One row per family of a loaded state: status, progress, best score and params."""
+    rows = []
+    order = data["run"].get("family_order", []) + list(data["families"])
+    for name in dict.fromkeys(order):
+        entry = data["families"].get(name)
+        if entry is None:
+            continue
+        rows.append({
+            "family": name,
+            "status": entry["status"],
+            "candidates_done": len(entry["candidates"]),
+            "candidates_total": entry["n_candidates"],
+            "best_score": entry.get("best_score"),
+            "best_params": entry.get("best_params"),
+            "time_spent": round(entry.get("time_spent", 0.0), 3),
+            "error": entry.get("error"),
+        })
+    return rows
+
+
+def best_family(data: dict, family: str | None = None) -> str:
+    """The family with the highest best score among those done.
+
+    Ties go to the family that comes first in the run's family order.
+    """
+    done = [r for r in status_rows(data) if r["status"] == "done"]
+    if family is not None:
+        if family not in data["families"]:
+            raise SearchError(
+                f"--family {family!r} is not in the state file; it has "
+                f"{', '.join(data['families']) or 'no families'}"
+            )
+        if data["families"][family]["status"] != "done":
+            raise SearchError(
+                f"family {family!r} is {data['families'][family]['status']}, not done; "
+                "run `search run` to finish it"
+            )
+        return family
+    if not done:
+        raise SearchError("no family is done yet; run `search run` first")
+    return max(done, key=lambda r: r["best_score"])["family"]  # max keeps the first of ties
+
+
+def read_state(path: str = DEFAULT_STATE) -> dict:
+    """Load a state file for reading, verified, leaving best estimators unopened.
+
+    Takes no lock, so it works while a runner writes the file.
+    """
+    try:
+        return state.load(path, lazy=True)
+    except FileNotFoundError:
+        raise SearchError(
+            f"there is no state file at {path}; run `search run` first, or name the file "
+            "with --state PATH"
+        ) from None
+
+
+def load_best(path: str = DEFAULT_STATE, family: str | None = None):
+    """Return the fitted best estimator from a state file.
+
+    Parameters
+    ----------
+    path : str
+        The state file.
+    family : str or None
+        A family name; None for the best family overall.
+    """
+    data = read_state(path)
+    name = best_family(data, family)
+    estimator = data["families"][name]["best_estimator"]
+    return estimator.load() if isinstance(estimator, Pickled) else estimator
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+class _Duration(click.ParamType):
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _scoring(ctx, param, value):
+    if value is not None and value not in get_scorer_names():
+        raise click.BadParameter(
+            f"{value!r} is not a scikit-learn scorer; expected one of "
+            f"{', '.join(sorted(get_scorer_names()))}"
+        )
+    return value
+
+
+def _family_list(ctx, param, value):
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise click.BadParameter("give family names separated by commas, e.g. --families lr,rf")
+    return names
+
+
+state_option = click.option(
+    "--state", "state_path", default=DEFAULT_STATE, show_default=True,
+    type=click.Path(dir_okay=False), help="The state file.",
+)
+
+
+class _Failure(click.ClickException):
+    """A :class:`state.SearchError` shown as click shows its errors, with the error's exit code."""
+
+    def __init__(self, error: SearchError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
+class _Group(click.Group):
+    """Maps the project's one base exception to its exit code, in this one place."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except SearchError as error:
+            raise _Failure(error) from None
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar, warnings and errors only.")
+@click.version_option(package_name="checkpointed-search")
+@click.pass_context
+def cli(ctx, verbose, quiet):
+    """Resumable hyperparameter searches for scikit-learn that survive being killed."""
+    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.captureWarnings(True)
+    ctx.obj = {"quiet": quiet}
+
+
+@cli.command("run")
+@state_option
+@click.option("--data", type=click.Path(dir_okay=False), help="CSV file (default: a built-in dataset).")
+@click.option("--target", help="The column of --data to predict.")
+@click.option("--task", type=click.Choice(["classification", "regression"]),
+              help="Overrides the task inferred from the target.")
+@click.option("--grids", help="classification, regression or PATH.py defining FAMILIES.")
+@click.option("--families", callback=_family_list, help="Only these families, e.g. lr,rf.")
+@click.option("--cv", default=5, show_default=True, type=click.IntRange(min=2), help="CV folds.")
+@click.option("--scoring", callback=_scoring, help="A scikit-learn scorer name (default: the estimator's score).")
+@click.option("--n-jobs", default=-1, show_default=True, type=int, help="Worker processes (-1: all cores).")
+@click.option("--max-time", type=_Duration(), help="Stop starting work that cannot finish within this time (90s, 30m, 2h); exit 3.")
+@click.option("--restart", is_flag=True, help="Start over; the old state file is kept as a backup.")
+@click.option("--redo-changed", is_flag=True, help="Search again families whose grid or estimator changed.")
+@click.option("--scheduler", help="A dask scheduler address (tcp://HOST:PORT), or 'local'.")
+@click.pass_context
+def run_command(ctx, state_path, data, target, task, grids, families, cv, scoring, n_jobs,
+                max_time, restart, redo_changed, scheduler):
+    """Search every family not yet done, resuming whatever the state file holds."""
+    if data is not None and target is None:
+        raise click.BadParameter("--data needs --target COLUMN", param_hint="--target")
+    if target is not None and data is None:
+        raise click.BadParameter("--target goes with --data", param_hint="--data")
+    if n_jobs == 0:
+        raise click.BadParameter("0 workers cannot run anything; use -1 for all cores",
+                                 param_hint="--n-jobs")
+    config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
+                       max_time, restart, redo_changed, scheduler,
+                       progress=not ctx.obj["quiet"])
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        report = run(config)
+    _print_table(status_rows(read_state(state_path)), selected=report.families)
+    if report.stopped:
+        click.echo(f"stopped early ({report.stopped}); progress is saved in {state_path}; "
+                   "run the same command to resume", err=True)
+        ctx.exit(3)
+    if report.failed:
+        click.echo(f"failed: {', '.join(report.failed)} (see `search status`)", err=True)
+        ctx.exit(1)
+
+
+@cli.command("status")
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status_command(state_path, as_json):
+    """Families with status, candidates done/total, best score and params, time spent."""
+    data = read_state(state_path)
+    rows = status_rows(data)
+    overall = None
+    with contextlib.suppress(SearchError):
+        overall = best_family(data)
+    if as_json:
+        import json
+
+        click.echo(json.dumps({"state": state_path, "families": rows, "best": overall,
+                               "updated": data.get("updated")}, indent=2, default=_jsonable))
+        return
+    _print_table(rows)
+    if overall:
+        click.echo(f"best: {overall}")
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return repr(value)
+
+
+def _print_table(rows: list[dict], selected=None) -> None:
+    header = f"{'family':<12} {'status':<8} {'done':>9} {'best score':>10} {'time s':>8}  best params"
+    click.echo(header)
+    for r in rows:
+        if selected is not None and r["family"] not in selected:
+            continue
+        score = "" if r["best_score"] is None else f"{r['best_score']:.4f}"
+        done = f"{r['candidates_done']}/{r['candidates_total']}"
+        params = "" if r["best_params"] is None else repr(r["best_params"])
+        click.echo(f"{r['family']:<12} {r['status']:<8} {done:>9} {score:>10} "
+                   f"{r['time_spent']:>8.1f}  {params}")
+
+
+if __name__ == "__main__":
+    cli(prog_name="search")

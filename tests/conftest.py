@@ -1,0 +1,71 @@
+"""Shared helpers: paths to the test grids files and a way to start real runner processes."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn.model_selection import GridSearchCV
+
+HERE = Path(__file__).parent
+GRIDS = HERE / "grids"
+W1 = HERE.parents[1] / "shared" / "bench" / "w1.py"
+
+
+def import_file(path: Path):
+    spec = importlib.util.spec_from_file_location(f"ref_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def reference(grids_path: Path, cv: int = 5, scoring=None) -> dict:
+    """Plain GridSearchCV on every family of a grids file: the results to equal."""
+    module = import_file(grids_path)
+    X, y = module.load_data()
+    return {
+        name: GridSearchCV(est, grid, cv=cv, scoring=scoring, n_jobs=1).fit(X, y)
+        for name, (est, grid) in module.FAMILIES.items()
+    }
+
+
+def assert_same_as_gridsearch(entry: dict, search: GridSearchCV) -> None:
+    """The state's family equals GridSearchCV's results in every observable number."""
+    ref, got = search.cv_results_, entry["cv_results"]
+    assert entry["status"] == "done"
+    assert got["params"] == ref["params"]
+    np.testing.assert_array_equal(got["mean_test_score"], ref["mean_test_score"])
+    np.testing.assert_array_equal(got["std_test_score"], ref["std_test_score"])
+    np.testing.assert_array_equal(got["rank_test_score"], ref["rank_test_score"])
+    for i in range(search.n_splits_):
+        np.testing.assert_array_equal(got[f"split{i}_test_score"], ref[f"split{i}_test_score"])
+    assert entry["best_params"] == search.best_params_
+    assert entry["best_score"] == search.best_score_
+    assert entry["best_index"] == search.best_index_
+
+
+def search_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "search", *args]
+
+
+def start(args, cwd, **kwargs) -> subprocess.Popen:
+    """Start a real runner process in its own session (so its signals are its own)."""
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen(search_cmd(*args), cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True, **kwargs)
+
+
+def run_search(args, cwd, timeout=300) -> subprocess.CompletedProcess:
+    proc = start(args, cwd)
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+@pytest.fixture
+def quick_reference():
+    return reference(GRIDS / "quick.py")

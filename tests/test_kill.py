@@ -1,0 +1,131 @@
+"""Real runner processes killed with real signals, then resumed with the same command."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+
+import psutil
+import pytest
+from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, start
+
+import state
+
+SLOW = str(GRIDS / "slow.py")
+
+
+def wait_for_progress(path, proc, timeout=60.0, candidates=1):
+    """Wait until the state file holds at least ``candidates`` finished candidates."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if path.exists():
+            try:
+                data = state.load(path, lazy=True)
+            except state.StateError:
+                data = None
+            if data and sum(len(f["candidates"]) for f in data["families"].values()) >= candidates:
+                return data
+        time.sleep(0.05)
+    raise AssertionError("no progress saved in time")
+
+
+def workers_of(proc) -> list[psutil.Process]:
+    try:
+        return psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+def assert_all_gone(processes, timeout=15.0):
+    gone, alive = psutil.wait_procs(processes, timeout=timeout)
+    assert not alive, f"processes left running: {[(p.pid, p.cmdline()) for p in alive]}"
+
+
+def test_sigkill_at_random_moments_then_resume_equals_gridsearchcv(tmp_path):
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
+    rng = random.Random(1234)
+    kills = 0
+    for _ in range(3):
+        proc = start(args, tmp_path)
+        time.sleep(rng.uniform(1.0, 3.5))
+        if proc.poll() is not None:
+            break
+        children = workers_of(proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        kills += 1
+        assert_all_gone(children)
+        state.load(path)  # whatever moment the kill hit, the file loads
+    assert kills >= 2
+    done = run_search(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = state.load(path)
+    for name, ref in reference(GRIDS / "slow.py").items():
+        assert_same_as_gridsearch(data["families"][name], ref)
+
+
+def test_a_kill_loses_at_most_the_candidates_in_flight(tmp_path):
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
+    proc = start(args, tmp_path)
+    saved = wait_for_progress(path, proc, candidates=6)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = state.load(path)
+    keys = {n: set(f["candidates"]) for n, f in after["families"].items()}
+    assert all(keys[n] >= set(f["candidates"]) for n, f in saved["families"].items())
+    resumed = run_search(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    final = state.load(path)
+    # finished candidates were not computed again: their records are the saved ones, unchanged
+    for name, family in after["families"].items():
+        for key, record in family["candidates"].items():
+            assert final["families"][name]["candidates"][key]["fit_times"] == record["fit_times"]
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
+def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame):
+    path = tmp_path / "s.pkl"
+    args = ["run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
+    proc = start(args, tmp_path)
+    wait_for_progress(path, proc, candidates=2)
+    children = workers_of(proc)
+    assert children, "the runner has worker processes"
+    sent = time.monotonic()
+    proc.send_signal(getattr(signal, signame))
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    assert time.monotonic() - sent < 30
+    assert f"{signame} received: stopping, saving what finished" in err
+    assert "stopped early" in err and "run the same command to resume" in err
+    assert_all_gone(children)
+    data = state.load(path)
+    assert sum(len(f["candidates"]) for f in data["families"].values()) >= 2
+    resumed = run_search(["-q", *args], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_second_runner_on_the_same_state_exits_4(tmp_path):
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", SLOW, "--state", str(path)]
+    first = start(args, tmp_path)
+    try:
+        wait_for_progress(path, first, candidates=1)
+        second = run_search(args, tmp_path, timeout=60)
+        assert second.returncode == 4, second.stderr
+        assert f"pid {first.pid}" in second.stderr
+        assert os.uname().nodename in second.stderr
+        status = run_search(["status", "--state", str(path)], tmp_path, timeout=60)
+        assert status.returncode == 0, status.stderr  # readers take no lock
+        assert "partial" in status.stdout or "done" in status.stdout
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    again = start(args, tmp_path)  # a SIGKILLed holder leaves no stale lock
+    wait_for_progress(path, again, candidates=1)
+    again.send_signal(signal.SIGTERM)
+    assert again.wait(timeout=30) == 3

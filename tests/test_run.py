@@ -1,0 +1,323 @@
+"""The runner through the library function and click's CliRunner: results, exit codes, messages."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from conftest import GRIDS, assert_same_as_gridsearch, reference
+
+import search
+import state
+from grids import load_grids
+
+QUICK = str(GRIDS / "quick.py")
+
+
+def invoke(*args):
+    return CliRunner().invoke(search.cli, ["-q", *args], catch_exceptions=False)
+
+
+def test_run_equals_gridsearchcv(tmp_path, quick_reference):
+    path = tmp_path / "s.pkl"
+    report = search.run(search.RunConfig(str(path), grids=QUICK, n_jobs=2, progress=False))
+    assert report.done == ["lr", "knn", "nb", "tree"] and not report.stopped
+    data = state.load(path)
+    for name, ref in quick_reference.items():
+        assert_same_as_gridsearch(data["families"][name], ref)
+        best = data["families"][name]["best_estimator"]
+        X = search.load_dataset(None, None, load_grids(QUICK).load_data).X
+        np.testing.assert_array_equal(best.predict(X), ref.best_estimator_.predict(X))
+
+
+def test_second_run_computes_nothing(tmp_path):
+    path = str(tmp_path / "s.pkl")
+    config = search.RunConfig(path, grids=QUICK, n_jobs=2, progress=False)
+    search.run(config)
+    again = search.run(config)
+    assert again.tasks_run == 0 and again.done == ["lr", "knn", "nb", "tree"]
+
+
+def test_families_option_runs_only_those(tmp_path):
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb,lr")
+    assert result.exit_code == 0, result.output
+    assert set(state.load(path)["families"]) == {"nb", "lr"}
+
+
+def test_unknown_family_names_the_valid_ones(tmp_path):
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--grids", QUICK, "--families", "svm")
+    assert result.exit_code == 1
+    assert "--families: 'svm' not in" in result.output
+    assert "expected one of lr, knn, nb, tree" in result.output
+
+
+def test_unknown_scoring_lists_valid_names(tmp_path):
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--scoring", "acuracy")
+    assert result.exit_code == 2
+    assert "'acuracy' is not a scikit-learn scorer; expected one of" in result.output
+    assert "accuracy" in result.output and "roc_auc" in result.output
+
+
+def test_scoring_is_used(tmp_path):
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr",
+                    "--scoring", "balanced_accuracy")
+    assert result.exit_code == 0, result.output
+    ref = reference(GRIDS / "quick.py", scoring="balanced_accuracy")["lr"]
+    assert_same_as_gridsearch(state.load(path)["families"]["lr"], ref)
+
+
+def test_status_json_during_and_after(tmp_path):
+    path = tmp_path / "s.pkl"
+    invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb")
+    result = invoke("status", "--state", str(path), "--json")
+    assert result.exit_code == 0
+    report = json.loads(result.output)
+    rows = {r["family"]: r for r in report["families"]}
+    assert rows["lr"]["status"] == "done"
+    assert rows["lr"]["candidates_done"] == rows["lr"]["candidates_total"] == 4
+    assert report["best"] in {"lr", "nb"}
+    assert rows[report["best"]]["best_score"] == max(r["best_score"] for r in rows.values())
+    table = invoke("status", "--state", str(path))
+    assert "lr" in table.output and "done" in table.output and "best:" in table.output
+
+
+def test_status_without_state_file_says_so(tmp_path):
+    result = invoke("status", "--state", str(tmp_path / "none.pkl"))
+    assert result.exit_code == 1
+    assert "there is no state file at" in result.output
+
+
+def test_state_loads_with_plain_pickle_in_a_fresh_interpreter(tmp_path):
+    path = tmp_path / "s.pkl"
+    invoke("run", "--state", str(path), "--grids", QUICK, "--families", "tree")
+    code = (
+        "import pickle, sys\n"
+        f"s = pickle.load(open({str(path)!r}, 'rb'))\n"
+        "f = s['families']['tree']\n"
+        "assert s['format_version'] == 1 and f['status'] == 'done'\n"
+        "print(type(f['best_estimator']).__name__, f['best_score'])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                         text=True, check=True).stdout
+    assert out.startswith("DecisionTreeClassifier ")
+
+
+def test_csv_with_missing_values_and_categories(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 240
+    frame = pd.DataFrame({
+        "age": rng.normal(40, 10, n),
+        "income": rng.lognormal(10, 1, n),
+        "city": rng.choice(["paris", "lyon", "nice"], n),
+        "plan": rng.choice(["a", "b"], n),
+    })
+    frame["label"] = np.where((frame["age"] > 40) ^ (frame["city"] == "nice"), "yes", "no")
+    frame.loc[rng.choice(n, 30), "age"] = np.nan
+    frame.loc[rng.choice(n, 30), "city"] = np.nan
+    csv = tmp_path / "train.csv"
+    frame.to_csv(csv, index=False)
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label",
+                    "--families", "lr,nb,hgb")
+    assert result.exit_code == 0, result.output
+    data = state.load(path)
+    assert data["run"]["task"] == "classification"
+    best = search.load_best(str(path))
+    rows = frame.drop(columns="label").head(5).copy()
+    rows.loc[0, "city"] = "unseen-city"  # unknown categories are ignored
+    assert set(best.predict(rows)) <= {"yes", "no"}
+
+
+def test_regression_task_is_inferred_from_the_target(tmp_path):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"x": rng.normal(size=150), "kind": rng.choice(["u", "v"], 150)})
+    frame["price"] = 3 * frame["x"] + (frame["kind"] == "u") + rng.normal(0, 0.1, 150)
+    csv = tmp_path / "houses.csv"
+    frame.to_csv(csv, index=False)
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "price",
+                    "--families", "ridge,knn")
+    assert result.exit_code == 0, result.output
+    data = state.load(path)
+    assert data["run"]["task"] == "regression"
+    assert data["families"]["ridge"]["best_score"] > 0.9  # r2
+
+
+def test_missing_target_column_names_the_columns(tmp_path):
+    csv = tmp_path / "t.csv"
+    pd.DataFrame({"a": [1, 2], "label": [0, 1]}).to_csv(csv, index=False)
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--data", str(csv), "--target", "lable")
+    assert result.exit_code == 1
+    assert "--target 'lable' is not a column of" in result.output
+    assert "Did you mean 'label'?" in result.output
+
+
+def test_failing_candidates_get_nan_and_a_failed_family_exits_1(tmp_path):
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", str(GRIDS / "failing.py"))
+    assert result.exit_code == 1
+    assert "failed: broken" in result.output
+    data = state.load(path)
+    flaky = data["families"]["flaky"]
+    assert flaky["status"] == "done"
+    failed_rows = [i for i, p in enumerate(flaky["cv_results"]["params"]) if p["fail"]]
+    assert np.isnan(flaky["cv_results"]["mean_test_score"][failed_rows]).all()
+    assert flaky["best_params"]["fail"] is False
+    broken = data["families"]["broken"]
+    assert broken["status"] == "failed"
+    assert "15 of 15 fits of family 'broken' failed" in broken["error"]
+    assert "ValueError: this candidate always fails" in broken["error"]
+    assert data["families"]["lr"]["status"] == "done"
+
+
+def test_failing_fits_are_summarised_in_one_warning(tmp_path):
+    with pytest.warns(search.FitFailedWarningGroup, match=re.escape(
+            "10 of 20 fits of family 'flaky' failed; their score is NaN.")):
+        search.run(search.RunConfig(str(tmp_path / "s.pkl"), grids=str(GRIDS / "failing.py"),
+                                    families=["flaky"], n_jobs=1, progress=False))
+
+
+def test_max_time_stops_with_exit_3_and_resumes(tmp_path):
+    path = tmp_path / "s.pkl"
+    slow = str(GRIDS / "slow.py")
+    result = invoke("run", "--state", str(path), "--grids", slow, "--max-time", "2s")
+    assert result.exit_code == 3, result.output
+    assert "stopped early (max-time)" in result.output
+    first = state.load(path)
+    assert any(f["status"] != "done" for f in first["families"].values())
+    result = invoke("run", "--state", str(path), "--grids", slow)
+    assert result.exit_code == 0, result.output
+
+
+def test_bad_duration_is_bad_usage(tmp_path):
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--max-time", "soon")
+    assert result.exit_code == 2
+    assert "'soon' is not a duration; write it like 90s, 30m, 2h or 1h30m" in result.output
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("2h", 7200),
+                                           ("1h30m", 5400), ("45", 45)])
+def test_parse_duration(text, seconds):
+    assert search.parse_duration(text) == seconds
+
+
+def test_restart_keeps_the_old_file_as_a_backup(tmp_path):
+    path = tmp_path / "s.pkl"
+    invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb")
+    old = path.read_bytes()
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr", "--restart")
+    assert result.exit_code == 0, result.output
+    backups = list(tmp_path.glob("s.pkl.*.bak"))
+    assert len(backups) == 1 and backups[0].read_bytes() == old
+    assert set(state.load(path)["families"]) == {"lr"}
+
+
+def test_other_data_is_refused_and_names_the_fix(tmp_path):
+    path = tmp_path / "s.pkl"
+    invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb")
+    before = path.read_bytes()
+    result = invoke("run", "--state", str(path), "--families", "nb")  # built-in data now
+    assert result.exit_code == 1
+    assert f"the state file {path} was made with other data" in result.output
+    assert "add --restart" in result.output and "another --state PATH" in result.output
+    assert path.read_bytes() == before
+
+
+def test_other_cv_is_refused(tmp_path):
+    path = tmp_path / "s.pkl"
+    invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb")
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb", "--cv", "3")
+    assert result.exit_code == 1
+    assert "was made with --cv 5, now --cv 3; rerun with --cv 5 to resume" in result.output
+
+
+def test_changed_grid_needs_the_flag_and_keeps_other_families(tmp_path):
+    path = tmp_path / "s.pkl"
+    grids = tmp_path / "g.py"
+    text = (GRIDS / "quick.py").read_text()
+    grids.write_text(text)
+    assert invoke("run", "--state", str(path), "--grids", str(grids)).exit_code == 0
+    grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 10.0, 100.0]'))
+    result = invoke("run", "--state", str(path), "--grids", str(grids))
+    assert result.exit_code == 1
+    assert "family 'lr' changed since searched into" in result.output
+    assert "add --redo-changed" in result.output
+    result = invoke("run", "--state", str(path), "--grids", str(grids), "--redo-changed")
+    assert result.exit_code == 0, result.output
+    data = state.load(path)
+    assert data["families"]["lr"]["n_candidates"] == 5
+    assert len(data["families"]["lr"]["cv_results"]["params"]) == 5
+
+
+def test_added_family_is_simply_added(tmp_path):
+    path = tmp_path / "s.pkl"
+    grids = tmp_path / "g.py"
+    text = (GRIDS / "quick.py").read_text()
+    grids.write_text(text.replace('    "nb": (GaussianNB(), {"var_smoothing": [1e-9, 1e-7]}),\n', ""))
+    assert invoke("run", "--state", str(path), "--grids", str(grids)).exit_code == 0
+    grids.write_text(text)
+    report = search.run(search.RunConfig(str(path), grids=str(grids), n_jobs=1, progress=False))
+    assert report.tasks_run == 2 * 5 + 1  # nb's two candidates and its refit, nothing else
+
+
+BAD_GRIDS = {
+    "scalar": ('FAMILIES = {"lr": (LogisticRegression(), {"C": 1.0})}',
+               "grids file {p!r}, family 'lr': parameter 'C' is 1.0 (float); a grid maps each "
+               "parameter to a list of values. Single values need to be wrapped in a list: 'C': [1.0]"),
+    "unknown": ('FAMILIES = {"lr": (LogisticRegression(), {"Cee": [1.0]})}',
+                "grids file {p!r}, family 'lr': LogisticRegression has no parameter 'Cee'"),
+    "empty": ('FAMILIES = {"lr": (LogisticRegression(), {})}',
+              "grids file {p!r}, family 'lr': the parameter grid is empty; give at least one "
+              "parameter with a list of values"),
+    "empty-values": ('FAMILIES = {"lr": (LogisticRegression(), {"C": []})}',
+                     "grids file {p!r}, family 'lr': parameter 'C' has an empty list of values"),
+    "missing": ("X = 1", "grids file {p!r} defines no FAMILIES; add a dict that maps each family"),
+    "not-estimator": ('FAMILIES = {"lr": ("LogisticRegression", {"C": [1]})}',
+                      "grids file {p!r}, family 'lr': the estimator is 'LogisticRegression' (str); "
+                      "it must be a scikit-learn estimator"),
+    "not-pair": ('FAMILIES = {"lr": LogisticRegression()}',
+                 "grids file {p!r}, family 'lr': the entry is LogisticRegression() "
+                 "(LogisticRegression); it must be a pair (estimator, param_grid)"),
+    "syntax": ("FAMILIES = {", "grids file {p!r} has a syntax error at line 2"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_GRIDS))
+def test_bad_grids_file_gets_a_clear_message(tmp_path, case):
+    body, message = BAD_GRIDS[case]
+    grids = tmp_path / f"{case}.py"
+    grids.write_text("from sklearn.linear_model import LogisticRegression\n" + body + "\n")
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", str(grids))
+    assert result.exit_code == 1
+    assert message.format(p=str(grids)) in result.output
+    assert "Traceback" not in result.output
+    assert not path.exists()  # nothing started
+
+
+def test_unknown_parameter_suggests_the_close_name(tmp_path):
+    grids = tmp_path / "g.py"
+    grids.write_text("from sklearn.ensemble import RandomForestClassifier\n"
+                     'FAMILIES = {"rf": (RandomForestClassifier(), {"n_estimator": [10]})}\n')
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--grids", str(grids))
+    assert result.exit_code == 1
+    assert "did you mean 'n_estimators'?" in result.output
+
+
+def test_builtin_default_search_runs_end_to_end(tmp_path, monkeypatch):
+    """`search run` with no arguments: the built-in classification families, built-in data."""
+    monkeypatch.chdir(tmp_path)
+    result = invoke("run", "--families", "lr,nb,knn")
+    assert result.exit_code == 0, result.output
+    data = pickle.load(open(tmp_path / "search-state.pkl", "rb"))
+    assert data["run"]["data"]["source"].startswith("scikit-learn breast cancer")
+    assert data["families"]["lr"]["best_score"] > 0.95
