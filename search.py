@@ -38,6 +38,7 @@ import types
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 import cloudpickle
@@ -57,9 +58,12 @@ __all__ = [
     "RunConfig",
     "RunReport",
     "best_family",
+    "candidate_rows",
     "cli",
+    "export_best",
     "load_best",
     "parse_duration",
+    "predict_frame",
     "read_state",
     "run",
     "status_rows",
@@ -1056,9 +1060,137 @@ def load_best(path: str = DEFAULT_STATE, family: str | None = None):
         A family name; None for the best family overall.
     """
     data = read_state(path)
-    name = best_family(data, family)
+    return _best_estimator(data, best_family(data, family))
+
+
+def _best_estimator(data: dict, name: str):
     estimator = data["families"][name]["best_estimator"]
     return estimator.load() if isinstance(estimator, Pickled) else estimator
+
+
+def candidate_rows(data: dict, family: str, top: int | None = None) -> list[dict]:
+    """A family's candidates done so far, best first: rank, params, scores, fit time."""
+    if family not in data["families"]:
+        raise SearchError(
+            f"--family {family!r} is not in the state file; it has "
+            f"{', '.join(data['families']) or 'no families'}"
+        )
+    results = data["families"][family]["cv_results"]
+    rows = [
+        {
+            "rank": int(results["rank_test_score"][i]),
+            "params": results["params"][i],
+            "mean_test_score": float(results["mean_test_score"][i]),
+            "std_test_score": float(results["std_test_score"][i]),
+            "mean_fit_time": float(results["mean_fit_time"][i]),
+        }
+        for i in range(len(results["params"]))
+    ]
+    rows.sort(key=lambda r: r["rank"])  # stable: ties keep grid order, as GridSearchCV's best_index_
+    return rows[:top] if top else rows
+
+
+EXPORT_FORMATS = ("pickle", "joblib", "skops")
+
+
+@dataclass
+class Export:
+    """What :func:`export_best` wrote; ``untrusted`` lists the types skops asks you to trust."""
+
+    family: str
+    format: str
+    path: str
+    untrusted: list[str] = field(default_factory=list)
+
+
+def export_best(path: str, output: str, family: str | None = None, fmt: str | None = None) -> Export:
+    """Write one family's best estimator (default: the best overall) to ``output``, atomically.
+
+    Parameters
+    ----------
+    fmt : {"pickle", "joblib", "skops"} or None
+        None picks by the extension of ``output`` (.joblib, .skops), else pickle.
+    """
+    data = read_state(path)
+    name = best_family(data, family)
+    if fmt is None:
+        fmt = {".joblib": "joblib", ".skops": "skops"}.get(Path(output).suffix, "pickle")
+    blob = data["families"][name]["best_estimator"]
+    blob = blob if isinstance(blob, Pickled) else Pickled(blob)
+    untrusted: list[str] = []
+    if fmt == "pickle":
+        payload = blob.data  # already the estimator's pickle (custom code kept by value)
+    elif fmt == "joblib":
+        payload = _joblib_bytes(blob)
+    else:
+        payload, untrusted = _skops_bytes(blob.load(), name)
+    with state.atomic_writer(output) as out:
+        out.write(payload)
+    return Export(name, fmt, output, untrusted)
+
+
+def _joblib_bytes(blob: Pickled) -> bytes:
+    import io
+    import pickle
+
+    buffer = io.BytesIO()
+    try:
+        joblib.dump(blob.load(), buffer)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        # Custom functions that only exist by value in the state (a lambda, a function of the
+        # grids file) cannot be pickled by reference; store the cloudpickle bytes, which
+        # joblib.load turns back into the estimator.
+        buffer = io.BytesIO()
+        joblib.dump(blob, buffer)
+    return buffer.getvalue()
+
+
+def _skops_bytes(estimator, name: str) -> tuple[bytes, list[str]]:
+    import skops.io as sio
+
+    try:
+        payload = sio.dumps(estimator)
+        untrusted = sio.get_untrusted_types(data=payload)
+        sio.loads(payload, trusted=untrusted)  # what cannot come back here cannot anywhere
+    except Exception as exc:
+        raise SearchError(
+            f"the best estimator of family {name!r} cannot be stored as skops "
+            f"({type(exc).__name__}: {exc}); it probably uses a custom function. "
+            "Export it with --format pickle or --format joblib instead"
+        ) from None
+    return payload, untrusted
+
+
+def predict_frame(path: str, frame, family: str | None = None, proba: bool = False):
+    """Predict for the rows of ``frame``; return them with a ``prediction`` column added.
+
+    A column named like the training target is ignored; missing feature
+    columns are an error that names them.
+    """
+    data = read_state(path)
+    name = best_family(data, family)
+    estimator = _best_estimator(data, name)
+    info = data["run"]["data"]
+    features = info.get("columns") or [c for c in frame.columns if c != info.get("target")]
+    missing = [c for c in features if c not in frame.columns]
+    if missing:
+        raise SearchError(
+            f"the rows lack feature column{'s' if len(missing) > 1 else ''} "
+            f"{', '.join(map(repr, missing))} that family {name!r} was trained with; "
+            f"expected columns: {', '.join(map(str, features))}"
+        )
+    X = frame[features]
+    out = frame.copy()
+    out["prediction"] = estimator.predict(X)
+    if proba:
+        if not hasattr(estimator, "predict_proba"):
+            raise SearchError(
+                f"the best estimator of family {name!r} has no predict_proba "
+                f"({type(estimator).__name__}); drop --proba or choose another --family"
+            )
+        for label, column in zip(estimator.classes_, np.asarray(estimator.predict_proba(X)).T):
+            out[f"proba_{label}"] = column
+    return out
 
 
 # --------------------------------------------------------------------------- CLI
@@ -1142,7 +1274,8 @@ def cli(ctx, verbose, quiet):
 @click.option("--cv", default=5, show_default=True, type=click.IntRange(min=2), help="CV folds.")
 @click.option("--scoring", callback=_scoring, help="A scikit-learn scorer name (default: the estimator's score).")
 @click.option("--n-jobs", default=-1, show_default=True, type=int, help="Worker processes (-1: all cores).")
-@click.option("--max-time", type=_Duration(), help="Stop starting work that cannot finish within this time (90s, 30m, 2h); exit 3.")
+@click.option("--max-time", type=_Duration(),
+              help="Stop starting work that cannot finish within this time (90s, 30m, 2h); exit 3.")
 @click.option("--restart", is_flag=True, help="Start over; the old state file is kept as a backup.")
 @click.option("--redo-changed", is_flag=True, help="Search again families whose grid or estimator changed.")
 @click.option("--scheduler", help="A dask scheduler address (tcp://HOST:PORT), or 'local'.")
@@ -1176,23 +1309,98 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
 
 @cli.command("status")
 @state_option
+@click.option("--family", help="Show this family's candidates, best first.")
+@click.option("--top", type=click.IntRange(min=1), help="With --family: only the N best candidates.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status_command(state_path, as_json):
+def status_command(state_path, family, top, as_json):
     """Families with status, candidates done/total, best score and params, time spent."""
+    if top is not None and family is None:
+        raise click.BadParameter("--top goes with --family NAME", param_hint="--top")
     data = read_state(state_path)
+    if family is not None:
+        rows = candidate_rows(data, family, top)
+        if as_json:
+            _echo_json({"state": state_path, "family": family, "candidates": rows})
+            return
+        click.echo(f"{'rank':>4} {'mean score':>10} {'std':>8} {'fit s':>7}  params")
+        for r in rows:
+            click.echo(f"{r['rank']:>4} {r['mean_test_score']:>10.4f} {r['std_test_score']:>8.4f} "
+                       f"{r['mean_fit_time']:>7.2f}  {r['params']!r}")
+        return
     rows = status_rows(data)
     overall = None
     with contextlib.suppress(SearchError):
         overall = best_family(data)
     if as_json:
-        import json
-
-        click.echo(json.dumps({"state": state_path, "families": rows, "best": overall,
-                               "updated": data.get("updated")}, indent=2, default=_jsonable))
+        _echo_json({"state": state_path, "families": rows, "best": overall, "updated": data.get("updated")})
         return
     _print_table(rows)
     if overall:
         click.echo(f"best: {overall}")
+
+
+@cli.command("best")
+@state_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def best_command(state_path, as_json):
+    """The best family overall, its score and params (ties: the family searched first)."""
+    data = read_state(state_path)
+    name = best_family(data)
+    entry = data["families"][name]
+    result = {"family": name, "best_score": entry["best_score"], "best_params": entry["best_params"],
+              "scoring": data["run"]["scoring"] or "default (the estimator's score method)",
+              "estimator": entry["estimator"]}
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{name}\t{entry['best_score']:.6f}\t{entry['best_params']!r}")
+
+
+@cli.command("export")
+@state_option
+@click.option("--family", help="Export this family's best estimator (default: the best overall).")
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS),
+              help="Default: by the extension (.joblib, .skops), else pickle.")
+def export_command(state_path, family, output, fmt):
+    """Write one family's best estimator to a file, atomically."""
+    done = export_best(state_path, output, family, fmt)
+    click.echo(f"wrote the best estimator of {done.family} to {done.path} ({done.format})")
+    if done.format == "skops":
+        trusted = ", ".join(repr(t) for t in done.untrusted) or "(none)"
+        click.echo(f"types to trust when loading: {trusted}")
+        click.echo(f"load it with: skops.io.load({done.path!r}, trusted=[{', '.join(map(repr, done.untrusted))}])")
+
+
+@cli.command("predict")
+@state_option
+@click.option("--family", help="Use this family's best estimator (default: the best overall).")
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="CSV of rows to predict.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the CSV here (default: stdout).")
+@click.option("--proba", is_flag=True, help="Add a proba_<class> column per class.")
+def predict_command(state_path, family, data, output, proba):
+    """Predict for the rows of a CSV: the same rows with a `prediction` column added."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(data)
+    except FileNotFoundError:
+        raise SearchError(f"--data {data}: no such file; check the path") from None
+    except (OSError, ValueError) as exc:
+        raise SearchError(f"--data {data} could not be read as CSV: {exc}") from None
+    result = predict_frame(state_path, frame, family, proba)
+    if output is None:
+        result.to_csv(sys.stdout, index=False)
+        return
+    with state.atomic_writer(output, mode=0o644) as out:
+        out.write(result.to_csv(index=False).encode())
+    click.echo(f"wrote {len(result)} predictions to {output}", err=True)
+
+
+def _echo_json(value) -> None:
+    import json
+
+    click.echo(json.dumps(value, indent=2, default=_jsonable))
 
 
 def _jsonable(value):

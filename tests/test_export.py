@@ -1,0 +1,193 @@
+"""The morning after: best, export, predict, status --family, and loading where the grids file is not."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import search
+import state
+from conftest import GRIDS, import_file
+
+
+def invoke(*args):
+    return CliRunner().invoke(search.cli, ["-q", *args], catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def custom_state(tmp_path_factory):
+    """A finished search over families that use a function and a lambda of the grids file."""
+    where = tmp_path_factory.mktemp("custom")
+    grids = where / "my_grids.py"
+    grids.write_text((GRIDS / "custom.py").read_text())
+    path = where / "state.pkl"
+    search.run(search.RunConfig(str(path), grids=str(grids), n_jobs=2, progress=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def table_state(tmp_path_factory):
+    """A finished built-in search on a CSV with numeric and categorical columns."""
+    where = tmp_path_factory.mktemp("table")
+    rng = np.random.default_rng(0)
+    n = 200
+    frame = pd.DataFrame({"size": rng.normal(size=n), "color": rng.choice(["red", "blue"], n)})
+    frame["label"] = np.where(frame["size"] + (frame["color"] == "red") > 0.5, "big", "small")
+    csv = where / "train.csv"
+    frame.to_csv(csv, index=False)
+    path = where / "state.pkl"
+    search.run(search.RunConfig(str(path), data=str(csv), target="label", families=["lr", "nb", "svm"],
+                                n_jobs=2, progress=False))
+    return path, frame
+
+
+def fresh_python(code: str, cwd) -> str:
+    """Run ``code`` in a new interpreter in ``cwd``, where no grids file exists."""
+    done = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_custom_functions_load_and_predict_elsewhere(custom_state, tmp_path):
+    """The state, a pickle and a joblib export load where the grids file does not exist."""
+    for fmt in ("pickle", "joblib"):
+        out = tmp_path / f"model.{fmt}"
+        result = invoke("export", "--state", str(custom_state), "--family", "squared", "-o", str(out),
+                        "--format", fmt)
+        assert result.exit_code == 0, result.output
+    X, _ = import_file(GRIDS / "custom.py").load_data()
+    np.save(tmp_path / "X.npy", X)
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    code = (
+        "import pickle, joblib, numpy as np, search\n"
+        f"X = np.load({str(tmp_path / 'X.npy')!r})\n"
+        f"s = pickle.load(open({str(custom_state)!r}, 'rb'))\n"
+        "a = s['families']['squared']['best_estimator'].predict(X)\n"
+        f"b = pickle.load(open({str(tmp_path / 'model.pickle')!r}, 'rb')).predict(X)\n"
+        f"c = joblib.load({str(tmp_path / 'model.joblib')!r}).predict(X)\n"
+        f"d = search.load_best({str(custom_state)!r}, family='logged').predict(X)\n"
+        "assert (a == b).all() and (a == c).all()\n"
+        "print(len(a), len(d))\n"
+    )
+    assert fresh_python(code, empty).split() == ["200", "200"]
+
+
+def test_skops_refuses_custom_code_and_points_to_pickle(custom_state, tmp_path):
+    out = tmp_path / "m.skops"
+    result = invoke("export", "--state", str(custom_state), "--family", "squared", "-o", str(out))
+    assert result.exit_code == 1
+    assert "cannot be stored as skops" in result.output
+    assert "Export it with --format pickle or --format joblib instead" in result.output
+    assert not out.exists()
+
+
+def test_skops_export_prints_the_types_to_trust(table_state, tmp_path):
+    path, frame = table_state
+    out = tmp_path / "m.skops"
+    result = invoke("export", "--state", str(path), "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert "(skops)" in result.output and "types to trust when loading:" in result.output
+    import skops.io as sio
+
+    trusted = sio.get_untrusted_types(file=out)
+    assert f"trusted={trusted!r}".replace('"', "'") in result.output.replace('"', "'")
+    model = sio.load(out, trusted=trusted)
+    assert set(model.predict(frame.drop(columns="label"))) <= {"big", "small"}
+
+
+def test_best_json_and_tie_rule(table_state):
+    path, _ = table_state
+    result = invoke("best", "--state", str(path), "--json")
+    assert result.exit_code == 0
+    best = json.loads(result.output)
+    rows = search.status_rows(state.load(path, lazy=True))
+    top = max(r["best_score"] for r in rows)
+    first_top = next(r["family"] for r in rows if r["best_score"] == top)
+    assert best["family"] == first_top and best["best_score"] == top
+
+
+def test_predict_writes_rows_with_a_prediction_column(table_state, tmp_path):
+    path, frame = table_state
+    csv = tmp_path / "new.csv"
+    frame.head(10).to_csv(csv, index=False)  # the target column is present: ignored
+    out = tmp_path / "pred.csv"
+    result = invoke("predict", "--state", str(path), "--data", str(csv), "--output", str(out), "--proba",
+                    "--family", "lr")
+    assert result.exit_code == 0, result.output
+    got = pd.read_csv(out)
+    assert list(got.columns) == ["size", "color", "label", "prediction", "proba_big", "proba_small"]
+    expected = search.load_best(str(path), "lr").predict(frame.head(10).drop(columns="label"))
+    assert list(got["prediction"]) == list(expected)
+    np.testing.assert_allclose(got["proba_big"] + got["proba_small"], 1.0)
+
+
+def test_predict_to_stdout(table_state, tmp_path):
+    path, frame = table_state
+    csv = tmp_path / "new.csv"
+    frame.drop(columns="label").head(3).to_csv(csv, index=False)
+    result = invoke("predict", "--state", str(path), "--data", str(csv))
+    assert result.exit_code == 0
+    assert result.output.splitlines()[0] == "size,color,prediction"
+    assert len(result.output.splitlines()) == 4
+
+
+def test_predict_names_missing_columns(table_state, tmp_path):
+    path, frame = table_state
+    csv = tmp_path / "new.csv"
+    frame[["size"]].to_csv(csv, index=False)
+    result = invoke("predict", "--state", str(path), "--data", str(csv))
+    assert result.exit_code == 1
+    assert "the rows lack feature column 'color'" in result.output
+    assert "expected columns: size, color" in result.output
+
+
+def test_proba_without_predict_proba_is_explained(table_state, tmp_path):
+    path, frame = table_state
+    csv = tmp_path / "new.csv"
+    frame.head(3).to_csv(csv, index=False)
+    result = invoke("predict", "--state", str(path), "--data", str(csv), "--proba", "--family", "svm")
+    assert result.exit_code == 1
+    assert "the best estimator of family 'svm' has no predict_proba" in result.output
+
+
+def test_status_family_top(table_state):
+    path, _ = table_state
+    result = invoke("status", "--state", str(path), "--family", "svm", "--top", "2", "--json")
+    assert result.exit_code == 0
+    rows = json.loads(result.output)["candidates"]
+    assert len(rows) == 2 and rows[0]["rank"] == 1
+    assert rows[0]["mean_test_score"] >= rows[1]["mean_test_score"]
+    results = state.load(path, lazy=True)["families"]["svm"]["cv_results"]
+    assert rows[0]["params"] == results["params"][int(np.argmin(results["rank_test_score"]))]
+
+
+def test_unknown_family_lists_the_known_ones(table_state):
+    path, _ = table_state
+    result = invoke("export", "--state", str(path), "--family", "rf", "-o", "x.pkl")
+    assert result.exit_code == 1
+    assert "--family 'rf' is not in the state file; it has lr, nb, svm" in result.output
+
+
+def test_python_api(table_state):
+    path, frame = table_state
+    data = state.load(path)
+    assert data["families"]["lr"]["status"] == "done"
+    model = search.load_best(str(path))
+    assert model.predict(frame.drop(columns="label").head(2)).shape == (2,)
+
+
+def test_load_under_another_scikit_learn_version_warns(table_state, tmp_path):
+    path, _ = table_state
+    data = state.load(path)
+    data["environment"]["scikit-learn"] = "0.0.1"
+    other = tmp_path / "old.pkl"
+    state.save(other, data)
+    with pytest.warns(state.EnvironmentMismatchWarning, match="scikit-learn 0.0.1"):
+        search.load_best(str(other))
