@@ -1250,17 +1250,29 @@ class _Group(click.Group):
             raise _Failure(error) from None
 
 
+def _verbosity(f):
+    f = click.option("-q", "--quiet", is_flag=True, help="No progress bar; warnings and errors only.")(f)
+    return click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")(f)
+
+
+def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
+    """Configure logging once per command, from -q/-v given before or after the command name."""
+    ctx.obj = obj = ctx.obj or {"quiet": False, "verbose": 0}
+    obj["quiet"] = obj["quiet"] or quiet
+    obj["verbose"] = max(obj["verbose"], verbose)
+    level = logging.WARNING if obj["quiet"] else (logging.DEBUG if obj["verbose"] > 1 else logging.INFO)
+    logging.basicConfig(format="%(levelname)s: %(message)s", stream=sys.stderr)  # no-op if configured
+    logging.getLogger().setLevel(level)
+    logging.captureWarnings(True)
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, warnings and errors only.")
+@_verbosity
 @click.version_option(package_name="checkpointed-search")
 @click.pass_context
 def cli(ctx, verbose, quiet):
     """Resumable hyperparameter searches for scikit-learn that survive being killed."""
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    logging.captureWarnings(True)
-    ctx.obj = {"quiet": quiet}
+    _configure_logging(ctx, verbose, quiet)
 
 
 @cli.command("run")
@@ -1279,10 +1291,12 @@ def cli(ctx, verbose, quiet):
 @click.option("--restart", is_flag=True, help="Start over; the old state file is kept as a backup.")
 @click.option("--redo-changed", is_flag=True, help="Search again families whose grid or estimator changed.")
 @click.option("--scheduler", help="A dask scheduler address (tcp://HOST:PORT), or 'local'.")
+@_verbosity
 @click.pass_context
 def run_command(ctx, state_path, data, target, task, grids, families, cv, scoring, n_jobs,
-                max_time, restart, redo_changed, scheduler):
+                max_time, restart, redo_changed, scheduler, verbose, quiet):
     """Search every family not yet done, resuming whatever the state file holds."""
+    _configure_logging(ctx, verbose, quiet)
     if data is not None and target is None:
         raise click.BadParameter("--data needs --target COLUMN", param_hint="--target")
     if target is not None and data is None:

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from conftest import GRIDS, import_file
 
 import search
 import state
-from conftest import GRIDS, import_file
 
 
 def invoke(*args):
