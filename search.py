@@ -131,17 +131,22 @@ def load_dataset(data: str | None, target: str | None, load_data=None, task=None
     return Dataset(X, y, "scikit-learn breast cancer (built-in)", "target")
 
 
-def _read_csv(path: str, target: str | None) -> Dataset:
+def read_table(path: str):
+    """Read a CSV with pandas; a missing or unreadable file is a SearchError naming it."""
     import pandas as pd
 
-    if target is None:
-        raise SearchError(f"--data {path} needs --target COLUMN naming the column to predict")
     try:
-        frame = pd.read_csv(path)
+        return pd.read_csv(path)
     except FileNotFoundError:
         raise SearchError(f"--data {path}: no such file; check the path") from None
     except (OSError, ValueError) as exc:
         raise SearchError(f"--data {path} could not be read as CSV: {exc}") from None
+
+
+def _read_csv(path: str, target: str | None) -> Dataset:
+    if target is None:
+        raise SearchError(f"--data {path} needs --target COLUMN naming the column to predict")
+    frame = read_table(path)
     if target not in frame.columns:
         import difflib
 
@@ -319,24 +324,50 @@ def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
 # -------------------------------------------------------------------------- pools
 
 
+def local_executor(n_workers: int):
+    """The loky executor of this process, started if need be (it is reused while its settings hold).
+
+    Each worker gets its share of threads for OpenMP and BLAS, as joblib gives
+    them, and watches that its runner is alive.
+    """
+    from joblib.externals.loky import get_reusable_executor
+
+    threads = str(max(1, (os.cpu_count() or 1) // n_workers))
+    env = {var: os.environ.get(var, threads) for var in (
+        "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
+    return get_reusable_executor(max_workers=n_workers, env=env, timeout=60, kill_workers=True,
+                                 initializer=_watch_parent, initargs=(os.getpid(),))
+
+
+def _warm() -> None:
+    """A no-op task: unpickling it makes a new worker import this module and scikit-learn."""
+
+
+def _remove_orphaned_data() -> None:
+    """Remove the data folders of runners that were killed before they could clean up."""
+    for folder in Path(tempfile.gettempdir()).glob("search-data-*-*"):
+        pid = folder.name.split("-")[2]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(folder, ignore_errors=True)
+        except OSError:
+            pass  # alive, or someone else's
+
+
 class LocalPool:
     """Worker processes on this machine (loky), each limited to its share of threads."""
 
     name = "local"
 
     def __init__(self, n_jobs: int):
-        from joblib.externals.loky import get_reusable_executor
-
         self.n_workers = joblib.effective_n_jobs(n_jobs)
-        threads = str(max(1, (os.cpu_count() or 1) // self.n_workers))
-        env = {var: os.environ.get(var, threads) for var in (
-            "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-            "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")}
-        self._tmp = tempfile.mkdtemp(prefix="search-data-")
-        self._executor = get_reusable_executor(
-            max_workers=self.n_workers, env=env, timeout=60, reuse=False, kill_workers=True,
-            initializer=_watch_parent, initargs=(os.getpid(),),
-        )
+        _remove_orphaned_data()
+        self._tmp = tempfile.mkdtemp(prefix=f"search-data-{os.getpid()}-")
+        self._executor = local_executor(self.n_workers)
         self.data_ref = None
 
     def share(self, data) -> None:
@@ -371,67 +402,294 @@ class LocalPool:
 
 
 class DaskPool:
-    """Fits sent to a dask cluster; the data is scattered to the workers once."""
+    """Fits sent to a dask cluster; the data is scattered to the workers once.
+
+    Parameters
+    ----------
+    address : str
+        A scheduler address (``tcp://HOST:PORT``), the scheduler file that
+        ``dask scheduler --scheduler-file PATH`` writes, or ``"local"`` for a
+        LocalCluster of ``n_jobs`` single-threaded worker processes here.
+    n_jobs : int
+        At most this many fits at a time; negative values count back from the
+        cluster's worker threads as in joblib (-1: all of them).
+
+    Tasks only compute and return their results: the runner stays the one
+    writer of the state file. The pool never shuts down a cluster it did not
+    start; closing it (or killing the runner, which closes its connection)
+    makes the scheduler drop this client's tasks and data, and the workers
+    stay up for the next run.
+    """
 
     name = "dask"
+    connect_timeout = 10.0  # s: a refused port or unknown host fails at once, a silent one after this
+    worker_timeout = 120.0  # s to wait for a first worker (worker jobs may still be queued)
+    _info_interval = 2.0  # s between refreshes of the cluster's thread count
 
-    def __init__(self, address: str, n_jobs: int):
+    def __init__(self, address: str, n_jobs: int, stop=None):
         try:
-            from distributed import Client, LocalCluster
+            import distributed
         except ImportError:
             raise SearchError(
                 "--scheduler needs dask's distributed scheduler, which is not installed; "
                 "install it with: pip install 'checkpointed-search[dask]'"
             ) from None
-        self._cluster = None
-        try:
-            if address == "local":
-                self._cluster = LocalCluster(
-                    n_workers=joblib.effective_n_jobs(n_jobs), threads_per_worker=1,
-                    processes=True, dashboard_address=None,
-                )
-                self._client = Client(self._cluster)
-            else:
-                self._client = Client(address, timeout="10s")
-        except (OSError, TimeoutError) as exc:
-            raise SearchError(
-                f"--scheduler {address}: cannot reach the dask scheduler ({exc}); check that "
-                "`dask scheduler` runs there and the address and port are right"
-            ) from None
         self.address = address
-        self.n_workers = max(1, sum(
-            w.get("nthreads", 1) for w in self._client.scheduler_info()["workers"].values()
-        ))
-        self.data_ref = None
+        self._n_jobs = n_jobs
+        self._stop = stop  # true once the runner must stop: waits for workers end early
+        self._cluster = None
+        self._data = self._future = self.data_ref = None
+        if address == "local":
+            self._cluster = distributed.LocalCluster(
+                n_workers=joblib.effective_n_jobs(n_jobs), threads_per_worker=1, processes=True,
+                dashboard_address="127.0.0.1:0",  # a free port: never "8787 is already in use"
+            )
+            self._client = distributed.Client(self._cluster, set_as_default=False)
+        else:
+            self._client = self._connect(address)
+        self._wait_for_workers()
+        self._refresh()
+        self.dashboard = None
+        with contextlib.suppress(Exception):  # a scheduler started with --no-dashboard has none
+            if "dashboard" in self._client.scheduler_info()["services"]:
+                self.dashboard = self._client.dashboard_link
+
+    def _connect(self, address: str):
+        """A client of the scheduler at ``address``, or a SearchError that names the address."""
+        import json
+        import socket
+
+        from distributed import Client
+        from distributed.comm import parse_address, parse_host_port
+
+        fix = ("check that `dask scheduler` runs there and that the address is the one it prints as "
+               "'Scheduler at:' (port 8786 unless set; 8787 is its dashboard, not the scheduler)")
+        target = address
+        try:
+            if os.path.isfile(address):  # written by `dask scheduler --scheduler-file PATH`
+                with open(address) as file:
+                    target = json.load(file)["address"]
+            scheme, location = parse_address(target, strict=False)
+            if scheme in ("tcp", "tls"):  # distributed retries a refused port until its timeout
+                socket.create_connection(parse_host_port(location), timeout=self.connect_timeout).close()
+        except Exception as exc:  # anything here means: no scheduler to talk to
+            raise SearchError(
+                f"--scheduler {address}: cannot reach a dask scheduler there "
+                f"({type(exc).__name__}: {exc}); {fix}"
+            ) from None
+        # The port answers. distributed's timeout does not bound the handshake with a server that
+        # is not a dask scheduler and never replies, so the client is made in a thread we can leave.
+        outcome: dict = {}
+
+        def connect():
+            try:
+                outcome["client"] = Client(target, timeout=self.connect_timeout, set_as_default=False)
+            except Exception as exc:  # reported below, with the address
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=connect, name="search-dask-connect", daemon=True)
+        thread.start()
+        thread.join(self.connect_timeout + 1)
+        if "client" in outcome:
+            return outcome["client"]
+        error = outcome.get("error")
+        reason = (f"{type(error).__name__}: {error}" if error is not None
+                  else f"no dask handshake within {self.connect_timeout:g} s")
+        raise SearchError(f"--scheduler {address}: no dask scheduler answers there ({reason}); {fix}")
+
+    def _wait_for_workers(self) -> None:
+        deadline = time.monotonic() + self.worker_timeout
+        if self._total_threads() == 0:
+            logger.warning("the dask scheduler at %s has no workers yet; waiting up to %g s for one",
+                           self.address, self.worker_timeout)
+        while self._total_threads() == 0 and not self._stop:
+            if time.monotonic() > deadline:
+                raise SearchError(
+                    f"--scheduler {self.address}: no worker joined in {self.worker_timeout:g} s; "
+                    f"start some with `dask worker {self.address}` (or check that the worker jobs "
+                    "run), then run the same command again"
+                )
+            time.sleep(0.5)
+
+    def _total_threads(self) -> int:
+        self._check_connected()
+        return sum(self._client.nthreads().values())
+
+    def _refresh(self) -> None:
+        """Follow workers that join or leave: ``n_workers`` is the cluster's threads, capped by n_jobs."""
+        total = self._total_threads()
+        if self._n_jobs > 0:
+            total = min(total, self._n_jobs)
+        elif self._n_jobs < -1:
+            total += self._n_jobs + 1
+        self.n_workers = max(1, total)
+        self._next_refresh = time.monotonic() + self._info_interval
+
+    def _check_connected(self) -> None:
+        deadline = time.monotonic() + self.connect_timeout + 1
+        while self._client.status == "connecting" and time.monotonic() < deadline:
+            time.sleep(0.1)  # the client reconnects by itself after a short break
+        if self._client.status != "running":
+            raise SearchError(
+                f"lost the connection to the dask scheduler at {self.address}; what finished is "
+                "saved: run the same command again once the scheduler is back"
+            )
+
+    class _Ref:
+        """What tasks get in place of the data: the key of its scattered copy.
+
+        On a worker, unpacking it (``X, y, test_indices = ref``) gives the data
+        from that worker process's own copy, taken on its first task there
+        (from the worker's memory, or fetched once from a peer). The tasks do
+        not depend on the key as far as dask knows, so the memory manager,
+        which drops the replicas it deems idle (broadcast ones included, within
+        seconds), never makes the data travel again.
+        """
+
+        slot = "_checkpointed_search_data"  # attribute of the distributed.Worker: {key: data}
+
+        def __init__(self, key: str):
+            self.key = key
+
+        def __iter__(self):
+            from distributed import Future, get_client, get_worker
+
+            worker = get_worker()
+            with worker.__dict__.setdefault(self.slot + "_lock", threading.Lock()):
+                copies = worker.__dict__.setdefault(self.slot, {})
+                if self.key not in copies:
+                    if self.key in worker.data:
+                        data = worker.data[self.key]
+                    else:  # a peer has it: the runner's future holds the key
+                        try:
+                            data = Future(self.key, get_client(), state="memory").result()
+                        except concurrent.futures.CancelledError:  # the runner retries the task
+                            raise concurrent.futures.CancelledError(
+                                f"the search's data {self.key} is gone: the workers that held it "
+                                "died") from None
+                    while len(copies) >= 2:  # keep one other runner's copy at most
+                        copies.pop(next(iter(copies)))
+                    copies[self.key] = data
+                return iter(copies[self.key])
+
+        @classmethod
+        def prune(cls, keep: set, dask_worker=None) -> None:
+            """Drop a worker's copies but those in ``keep`` (run on every worker)."""
+            copies = dask_worker.__dict__.get(cls.slot, {})
+            for key in set(copies) - keep:
+                del copies[key]
+
+        @staticmethod
+        def live(prefix: str, dask_scheduler=None) -> list:
+            """The keys of scattered search data that some client still holds (run on the scheduler)."""
+            return [key for key in dask_scheduler.tasks if str(key).startswith(prefix)]
+
+        @staticmethod
+        def probe(ref) -> str:
+            """The first task: takes a worker's copy of the data, returns its scikit-learn version."""
+            import sklearn
+
+            X, y, _ = ref
+            return sklearn.__version__
+
+    _key_prefix = "checkpointed-search-data-"
+
+    def _prune(self, drop: str | None = None) -> None:
+        """Drop the workers' copies of data that no client holds any more, and ``drop``'s."""
+        keep = set(self._client.run_on_scheduler(self._Ref.live, self._key_prefix)) - {drop}
+        self._client.run(self._Ref.prune, keep, on_error="ignore")
 
     def share(self, data) -> None:
-        self.data_ref = self._client.scatter(data, broadcast=True, hash=False)
+        """Scatter ``data`` once; each worker process takes its copy on its first task.
+
+        Tasks get :class:`DaskPool._Ref`, a few bytes, instead of the data.
+        """
+        import uuid
+
+        self._data = data
+        self._prune()  # copies a killed runner left on the workers
+        key = f"{self._key_prefix}{uuid.uuid4().hex}"  # new: never a key a killed runner's copy holds
+        self._future = self._client.scatter({key: data})[key]
+        self.data_ref = self._Ref(key)
+        probe = self._client.submit(self._Ref.probe, self.data_ref, pure=False)
+        deadline = time.monotonic() + self.worker_timeout
+        while not probe.done():  # a busy cluster may take long: give up on the check, not the run
+            if self._stop or time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+        try:
+            remote = probe.result()
+        except Exception as exc:
+            raise SearchError(
+                f"the dask cluster at {self.address} cannot run this search's tasks "
+                f"({type(exc).__name__}: {exc}); its scheduler and workers need this runner's "
+                "environment (checkpointed-search, scikit-learn and the grids' own imports), "
+                "and a restart after an upgrade"
+            ) from None
+        import sklearn
+
+        if remote != sklearn.__version__:
+            logger.warning("the dask workers run scikit-learn %s, this runner %s: results and saved "
+                           "estimators follow the workers' version", remote, sklearn.__version__)
 
     def submit(self, fn, *args):
-        return self._client.submit(fn, *args, pure=False, retries=2)
+        if self._client.status in ("closing", "closed"):
+            self._check_connected()
+        return self._client.submit(fn, *args, pure=False)
 
     def wait(self, futures, timeout: float):
         from distributed import wait
 
+        if time.monotonic() >= self._next_refresh:
+            self._refresh()
+            if self._future.cancelled():  # every worker holding it died: tasks to come need it
+                logger.warning("the dask cluster lost the data; scattering it again")
+                self.share(self._data)
         try:
-            return wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED").done
+            with self._client.as_current():  # wait() uses the current client; ours is not the default
+                return wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED").done
         except TimeoutError:
             return set()
+        except concurrent.futures.CancelledError:  # raised if any is cancelled; result() says which
+            return {f for f in futures if f.done()}
 
     def is_lost(self, exc: BaseException) -> bool:
-        from distributed.scheduler import KilledWorker
+        """Whether ``exc`` means the cluster lost the task (retry it), not that the task failed.
 
-        return isinstance(exc, KilledWorker)
+        A cancelled future is lost work: the scattered data went down with
+        every worker that held it, or the scheduler restarted or was
+        unreachable for a while. A worker that dies while running a task is
+        not seen here at all: the scheduler runs the task elsewhere, and gives
+        up with ``KilledWorker`` only when the task took
+        ``distributed.scheduler.allowed-failures`` workers down with it. The
+        task is then the problem (out of memory, a crash in native code) and is
+        recorded as a failed fit, like a task that broke local workers three
+        times.
+        """
+        return isinstance(exc, concurrent.futures.CancelledError)
 
     def recover(self) -> None:
-        pass  # dask reschedules tasks of lost workers by itself
+        """After lost work: wait for the connection and a worker; scatter the data again if lost."""
+        self._wait_for_workers()
+        self._refresh()
+        if self._future.cancelled():
+            self.share(self._data)
 
     def close(self, kill: bool = False) -> None:
-        with contextlib.suppress(Exception):
-            self._client.close()
+        """Close the client, and the cluster only if this pool started it (``--scheduler local``).
+
+        The scheduler then drops this client's tasks and data. A fit that is
+        already running on a worker thread finishes there and its result is
+        discarded: dask does not interrupt running tasks, so ``kill`` changes
+        nothing.
+        """
+        with contextlib.suppress(Exception):  # best effort: the runner is leaving either way
+            if self._cluster is None and self._client.status == "running":
+                self._prune(drop=self.data_ref.key if self.data_ref else None)
+            self._client.close(timeout=self.connect_timeout)
         if self._cluster is not None:
             with contextlib.suppress(Exception):
-                self._cluster.close()
+                self._cluster.close(timeout=self.connect_timeout)
 
 
 # ------------------------------------------------------------------------ results
@@ -545,6 +803,36 @@ def parse_duration(text: str) -> float:
 # ------------------------------------------------------------------------- runner
 
 
+class _Stop:
+    """Why the run must stop (a signal's name or "max-time"), set from signal handlers."""
+
+    def __init__(self):
+        self.reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.reason is not None
+
+    @contextlib.contextmanager
+    def on_signals(self):
+        """Turn SIGTERM, SIGINT and SIGUSR1 into a graceful stop while the block runs."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+
+        def stop(signum, _frame):
+            name = signal.Signals(signum).name
+            if self.reason is None:
+                logger.warning("%s received: stopping, saving what finished", name)
+            self.reason = name
+
+        previous = {s: signal.signal(getattr(signal, s), stop) for s in STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for s, handler in previous.items():
+                signal.signal(getattr(signal, s), handler)
+
+
 @dataclass
 class _Family:
     name: str
@@ -578,7 +866,17 @@ def run(config: RunConfig) -> RunReport:
         )
     if config.cv < 2:
         raise SearchError(f"--cv {config.cv} must be at least 2")
+    with _Stop().on_signals() as stop:  # from here on, a stop signal means exit 3, not death
+        return _run(config, stop)
+
+
+def _run(config: RunConfig, stop: _Stop) -> RunReport:
     grids = load_grids(config.grids, config.task)
+    if config.scheduler is None:  # start the workers now: their imports overlap loading the data
+        n_workers = joblib.effective_n_jobs(config.n_jobs)
+        executor = local_executor(n_workers)
+        for _ in range(n_workers):
+            executor.submit(_warm)
     dataset = load_dataset(config.data, config.target, grids.load_data, config.task)
     task = config.task or infer_task(dataset.y)
     if config.grids is None and grids.source != task:
@@ -593,19 +891,19 @@ def run(config: RunConfig) -> RunReport:
             )
         selected = [f for f in grids.families if f in config.families]
     with state.lock(config.state_path):
-        runner = _Runner(config, grids, dataset, task, selected)
+        runner = _Runner(config, grids, dataset, task, selected, stop)
         return runner.run()
 
 
 class _Runner:
-    def __init__(self, config, grids, dataset, task, selected):
+    def __init__(self, config, grids, dataset, task, selected, stop: _Stop):
         self.config = config
         self.path = config.state_path
         self.dataset = dataset
         self.task = task
         self.selected = selected
         self.report = RunReport(self.path, selected)
-        self._stop: str | None = None
+        self._stop = stop
         self._dirty = False
         self._next_save = 0.0
         self.state = self._open_state(grids)
@@ -621,7 +919,7 @@ class _Runner:
             os.replace(path, backup)
             logger.warning("--restart: the previous state was moved to %s", backup)
         try:
-            data = state.load(path)
+            data = state.load(path, lazy=True)  # best estimators stay unopened bytes
         except FileNotFoundError:
             data = None
         run_info = self._run_info(grids, data)
@@ -759,77 +1057,76 @@ class _Runner:
         bar = tqdm(total=total, initial=already, unit="fit", file=sys.stderr, dynamic_ncols=True,
                    disable=not self.config.progress, desc="search")
         try:
-            with self._signals():
-                pool.share((self.dataset.X, self.dataset.y, self.state["run"]["cv"]["test_indices"]))
-                while True:
-                    # dispatch: keep every worker busy, one task queued ahead
-                    while queue and len(inflight) < pool.n_workers + 1 and not self._stop:
-                        task = queue[0]
-                        if deadline is not None and not self._fits(task, fold_times, deadline):
-                            break
-                        queue.popleft()
-                        fam = fams[task.family]
-                        if task.key is None:
-                            fut = pool.submit(refit, pool.data_ref, fam.blob, task.params)
-                        else:
-                            fut = pool.submit(fit_fold, pool.data_ref, fam.blob, task.params,
-                                              task.fold, self.config.scoring)
-                        inflight[fut] = task
-                    if self._stop or not inflight:
-                        if queue and not self._stop:
-                            self._stop = "max-time"
+            pool.share((self.dataset.X, self.dataset.y, self.state["run"]["cv"]["test_indices"]))
+            while True:
+                # dispatch: keep every worker busy, one task queued ahead
+                while queue and len(inflight) < pool.n_workers + 1 and not self._stop:
+                    task = queue[0]
+                    if deadline is not None and not self._fits(task, fold_times, deadline):
                         break
-                    if deadline is not None and time.monotonic() >= deadline:
-                        self._stop = "max-time"
-                        break
-                    for fut in pool.wait(list(inflight), timeout=0.25):
-                        task = inflight.pop(fut)
-                        try:
-                            result = fut.result()
-                        except BaseException as exc:  # noqa: BLE001 - classified just below
-                            if self._stop:
-                                continue
-                            lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
-                            if lost and task.attempts + 1 < _MAX_ATTEMPTS:
-                                logger.warning("a worker died (%s); retrying its tasks", exc)
-                                queue.extendleft(self._retry(task, inflight, pool))
-                                inflight.clear()
-                                break
-                            result = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0,
-                                      "error": "".join(traceback.format_exception(exc))}
-                        fam = fams[task.family]
-                        self.report.tasks_run += 1
-                        if task.key is None:
-                            self._store_refit(fam, result)
-                            self._save()  # always at the end of a family
+                    queue.popleft()
+                    fam = fams[task.family]
+                    if task.key is None:
+                        fut = pool.submit(refit, pool.data_ref, fam.blob, task.params)
+                    else:
+                        fut = pool.submit(fit_fold, pool.data_ref, fam.blob, task.params,
+                                          task.fold, self.config.scoring)
+                    inflight[fut] = task
+                if self._stop or not inflight:
+                    if queue and not self._stop:
+                        self._stop.reason = "max-time"
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._stop.reason = "max-time"
+                    break
+                for fut in pool.wait(list(inflight), timeout=0.25):
+                    task = inflight.pop(fut)
+                    try:
+                        result = fut.result()
+                    except BaseException as exc:  # noqa: BLE001 - classified just below
+                        if self._stop:
                             continue
-                        fold_times[task.family].append(result["fit_time"] + result["score_time"])
-                        bar.update(1)
-                        folds = pending_folds.setdefault((task.family, task.key), {})
-                        folds[task.fold] = result
-                        if len(folds) == self.config.cv:
-                            del pending_folds[(task.family, task.key)]
-                            self._store_candidate(fam, task, folds)
-                            if len(fam.entry["candidates"]) == len(fam.candidates):
-                                refit_task = self._complete(fam)
-                                if refit_task is not None:
-                                    queue.appendleft(refit_task)
-                                else:
-                                    self._save()
-                            bar.set_description(self._describe(fam))
-                    self._maybe_save()
+                        lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
+                        if lost and task.attempts + 1 < _MAX_ATTEMPTS:
+                            logger.warning("a worker died (%s); retrying its tasks", exc)
+                            queue.extendleft(self._retry(task, inflight, pool))
+                            inflight.clear()
+                            break
+                        result = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0,
+                                  "error": "".join(traceback.format_exception(exc))}
+                    fam = fams[task.family]
+                    self.report.tasks_run += 1
+                    if task.key is None:
+                        self._store_refit(fam, result)
+                        self._save()  # always at the end of a family
+                        continue
+                    fold_times[task.family].append(result["fit_time"] + result["score_time"])
+                    bar.update(1)
+                    folds = pending_folds.setdefault((task.family, task.key), {})
+                    folds[task.fold] = result
+                    if len(folds) == self.config.cv:
+                        del pending_folds[(task.family, task.key)]
+                        self._store_candidate(fam, task, folds)
+                        if len(fam.entry["candidates"]) == len(fam.candidates):
+                            refit_task = self._complete(fam)
+                            if refit_task is not None:
+                                queue.appendleft(refit_task)
+                            else:
+                                self._save()
+                        bar.set_description(self._describe(fam))
+                self._maybe_save()
         finally:
             bar.close()
             pool.close(kill=bool(self._stop) or bool(inflight))
-            self.report.stopped = self._stop
+            self.report.stopped = self._stop.reason
             self._save()
         return self._finish(start)
 
     def _make_pool(self):
         if self.config.scheduler:
-            pool = DaskPool(self.config.scheduler, self.config.n_jobs)
-            logger.info("dask scheduler %s: %d worker threads", self.config.scheduler,
-                        pool.n_workers)
+            pool = DaskPool(self.config.scheduler, self.config.n_jobs, stop=self._stop)
+            logger.info("dask scheduler %s: %d worker threads%s", self.config.scheduler,
+                        pool.n_workers, f"; dashboard {pool.dashboard}" if pool.dashboard else "")
             return pool
         return LocalPool(self.config.n_jobs)
 
@@ -951,25 +1248,6 @@ class _Runner:
                 self.report.done.append(fam.name)
         self.report.wall_time = time.monotonic() - start
         return self.report
-
-    @contextlib.contextmanager
-    def _signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def stop(signum, _frame):
-            name = signal.Signals(signum).name
-            if self._stop is None:
-                logger.warning("%s received: stopping, saving what finished", name)
-            self._stop = name
-
-        previous = {s: signal.signal(getattr(signal, s), stop) for s in STOP_SIGNALS}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(getattr(signal, s), handler)
 
 
 class FitFailedWarningGroup(UserWarning):
@@ -1394,15 +1672,7 @@ def export_command(state_path, family, output, fmt):
 @click.option("--proba", is_flag=True, help="Add a proba_<class> column per class.")
 def predict_command(state_path, family, data, output, proba):
     """Predict for the rows of a CSV: the same rows with a `prediction` column added."""
-    import pandas as pd
-
-    try:
-        frame = pd.read_csv(data)
-    except FileNotFoundError:
-        raise SearchError(f"--data {data}: no such file; check the path") from None
-    except (OSError, ValueError) as exc:
-        raise SearchError(f"--data {data} could not be read as CSV: {exc}") from None
-    result = predict_frame(state_path, frame, family, proba)
+    result = predict_frame(state_path, read_table(data), family, proba)
     if output is None:
         result.to_csv(sys.stdout, index=False)
         return

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import random
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -89,6 +91,7 @@ def test_a_kill_loses_at_most_the_candidates_in_flight(tmp_path):
 
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
 def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame):
+    """A cluster's time limit or pre-emption: stop dispatching, save, exit 3, no worker left."""
     path = tmp_path / "s.pkl"
     args = ["run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
     proc = start(args, tmp_path)
@@ -125,7 +128,37 @@ def test_second_runner_on_the_same_state_exits_4(tmp_path):
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+    saved = sum(len(f["candidates"]) for f in state.load(path, lazy=True)["families"].values())
     again = start(args, tmp_path)  # a SIGKILLed holder leaves no stale lock
-    wait_for_progress(path, again, candidates=1)
+    wait_for_progress(path, again, candidates=saved + 1)
     again.send_signal(signal.SIGTERM)
     assert again.wait(timeout=30) == 3
+
+
+def test_sigterm_while_starting_up_exits_3(tmp_path):
+    """A stop signal before the first fit (say, while a big CSV loads) is a clean stop too."""
+    path = tmp_path / "s.pkl"
+    proc = start(["-q", "run", "--grids", SLOW, "--state", str(path)], tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "s.pkl.lock").exists():  # the runner is past its imports
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    assert "SIGTERM received" in err
+
+
+def test_data_folder_of_a_killed_runner_is_removed_by_the_next(tmp_path):
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", SLOW, "--state", str(path)]
+    proc = start(args, tmp_path)
+    wait_for_progress(path, proc, candidates=1)
+    folders = {p for p in Path(tempfile.gettempdir()).glob(f"search-data-{proc.pid}-*")}
+    assert len(folders) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert all(f.exists() for f in folders)  # a SIGKILLed runner cannot clean up
+    done = run_search(args, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not any(f.exists() for f in folders)
