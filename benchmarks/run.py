@@ -415,8 +415,10 @@ def _progress(name: str, r: int, which: str, res: dict) -> None:
 # ------------------------------------------------------------------ reporting
 
 
-def summarize(result: dict) -> dict:
-    pairs = result["pairs"]
+def summarize(result: dict, max_other_load: float = float("inf")) -> dict:
+    """Medians over the repeats whose runs saw at most ``max_other_load`` cores of other load (all if none did)."""
+    quiet = [p for p in result["pairs"] if p.get("other_load", 0.0) <= max_other_load]
+    pairs = quiet or result["pairs"]
     med = statistics.median
     loop = [p["loop"] for p in pairs]
     runner = [p["runner"] for p in pairs]
@@ -435,6 +437,7 @@ def summarize(result: dict) -> dict:
         "peak memory runner/loop": med(p["runner"]["peak_rss"] / p["loop"]["peak_rss"] for p in pairs),
         "other load (cores)": med(r["other_load"] for p in pairs for r in (p["loop"], p["runner"])),
         "noisy repeats redone": len(result.get("discarded", [])),
+        "repeats in these medians": f"{len(pairs)} of {len(result['pairs'])}",
         "ratios per pair": [round(p["runner"]["wall"] / p["loop"]["wall"], 3) for p in pairs],
     }
     tls = [r["timeline"] for r in runner if r.get("timeline", {}).get("tasks")]
@@ -473,11 +476,12 @@ def search_version(opts) -> str:
 
 
 def print_report(results: list[dict], opts) -> None:
-    summaries = {r["workload"]: summarize(r) for r in results}
+    summaries = {r["workload"]: summarize(r, opts.max_other_load) for r in results}
     names = list(summaries)
     keys = list(dict.fromkeys(k for s in summaries.values() for k in s))
-    print(f"\nmedians over {opts.repeats} repeats, --n-jobs {opts.n_jobs}, {psutil.cpu_count()} cores, "
-          f"runner entry: {'python -m search' if opts.entry == 'module' else 'search (console script)'}, "
+    entry = "python -m search" if opts.entry == "module" else "search (console script)"
+    print(f"\nmedians over the repeats with at most {opts.max_other_load} cores of other load; --n-jobs "
+          f"{opts.n_jobs}, {psutil.cpu_count()} cores, runner entry: {entry}"
           f"{f', niceness {opts.nice:+d}' if opts.nice else ''}\n{search_version(opts)}")
     print(f"{'figure':<34}" + "".join(f"{n:>16}" for n in names))
     for k in keys:
@@ -520,6 +524,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bench-dir", type=Path, default=SHARED_BENCH, help="where w1.py and naive_loop.py are")
     parser.add_argument("--out", type=Path, help="keep logs and results here (default: a temporary directory)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kill moments")
+    parser.add_argument("--report", type=Path, metavar="RESULTS_JSON",
+                        help="only print the table of an earlier run's results.json (with --runner-path, "
+                        "--max-other-load as then)")
     parser.add_argument("--runner-path", type=Path,
                         help="a directory with a prototype search.py to run instead of this checkout's")
     parser.add_argument("--max-other-load", type=float, default=0.45,
@@ -535,6 +542,11 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     global NICE
     NICE = opts.nice
+    if opts.report:
+        results = json.loads(opts.report.read_text())
+        opts.out = opts.report.parent
+        print_report(results, opts)
+        return
     keep = opts.out is not None
     opts.out = (opts.out or Path(tempfile.mkdtemp(prefix="search-bench-"))).resolve()
     opts.out.mkdir(parents=True, exist_ok=True)
