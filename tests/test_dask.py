@@ -1,0 +1,372 @@
+"""`search run --scheduler`: a real dask scheduler and two workers on 127.0.0.1, killed in every way.
+
+The module's cluster is a `dask scheduler` and two `dask worker` processes (one
+thread each), as a user starts them; tests that kill a worker leave the cluster
+whole again (the worker's nanny restarts it).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cloudpickle
+import psutil
+import pytest
+from click.testing import CliRunner
+from conftest import GRIDS, HERE, assert_same_as_gridsearch, import_file, reference, run_search, start
+
+import search
+import state
+
+distributed = pytest.importorskip("distributed")
+
+# the helpers below run on the workers and the scheduler, which cannot import this file
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+QUICK = str(GRIDS / "quick.py")
+SLOW = str(GRIDS / "dask_slow.py")
+WIDE = str(GRIDS / "dask_wide.py")
+
+
+# ------------------------------------------------------------------ the cluster
+
+
+def dask_command(role: str) -> list[str]:
+    """`dask scheduler` / `dask worker` of the interpreter running the tests."""
+    script = Path(sys.executable).with_name("dask")
+    if script.exists():
+        return [str(script), role]
+    return [sys.executable, "-m", f"distributed.cli.dask_{role}"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Cluster:
+    """A scheduler and two single-threaded workers, each in its own process group."""
+
+    def __init__(self, logs: Path):
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))  # workers import search
+        self.address = f"tcp://127.0.0.1:{free_port()}"
+        self.processes, self.logs = [], []
+
+        def launch(name, *args):
+            self.logs.append(open(logs / f"{name}.log", "w"))
+            self.processes.append(subprocess.Popen(
+                [*args], stdout=self.logs[-1], stderr=subprocess.STDOUT, env=env, start_new_session=True))
+
+        port = self.address.rsplit(":", 1)[1]
+        self.scheduler_file = logs / "scheduler.json"
+        launch("scheduler", *dask_command("scheduler"), "--host", "127.0.0.1", "--port", port,
+               "--no-dashboard", "--scheduler-file", str(self.scheduler_file))
+        for i in range(2):
+            launch(f"worker{i}", *dask_command("worker"), self.address, "--nthreads", "1",
+                   "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
+                   "--local-directory", str(logs), "--death-timeout", "60")
+        try:
+            self.client = distributed.Client(self.address, timeout=60, set_as_default=False)
+            self.client.wait_for_workers(2, timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def executed(self) -> dict:
+        """Tasks each worker has run so far."""
+        return self.client.run(_executed)
+
+    def close(self) -> None:
+        self.client.close()
+        self.stop()
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):  # workers first, then the scheduler
+            os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.processes:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for log in self.logs:
+            log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    started = Cluster(tmp_path_factory.mktemp("dask"))
+    try:
+        yield started
+    finally:
+        started.close()
+
+
+def _executed(dask_worker):
+    return dask_worker.state.executed_count
+
+
+def _data_arrivals(key, dask_worker):
+    """How ``key`` reached and left this worker: scatters received, transfers served (bytes)."""
+    scattered = sum(1 for entry in dask_worker.state.log
+                    if entry[0] == key and entry[1] == "receive-from-scatter")
+    served = [entry["total"] for entry in dask_worker.transfer_outgoing_log if key in entry["keys"]]
+    return scattered, served
+
+
+def _copies(dask_worker):
+    return list(dask_worker.__dict__.get(search.DaskPool._Ref.slot, {}))
+
+
+def _n_tasks(dask_scheduler):
+    return len(dask_scheduler.tasks)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def invoke(*args):
+    return CliRunner().invoke(search.cli, ["-q", *args], catch_exceptions=False)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def progress(path: Path) -> int:
+    try:
+        data = state.load(path, lazy=True)
+    except (FileNotFoundError, state.StateError):
+        return 0
+    return sum(len(f["candidates"]) for f in data["families"].values())
+
+
+def wait_for_progress(path: Path, proc, candidates: int) -> None:
+    def saved():
+        assert proc.poll() is None, proc.communicate()
+        return progress(path) >= candidates
+
+    wait_for(saved, 90, f"{candidates} candidates saved")
+
+
+@functools.cache
+def references(grids: str) -> dict:
+    return reference(Path(grids))
+
+
+def assert_equals_gridsearch(path: Path, grids: str) -> None:
+    data = state.load(path)
+    for name, ref in references(grids).items():
+        assert_same_as_gridsearch(data["families"][name], ref)
+
+
+def run_args(path: Path, grids: str, scheduler: str, *extra: str) -> list[str]:
+    return ["run", "--grids", grids, "--state", str(path), "--scheduler", scheduler, *extra]
+
+
+# ------------------------------------------------------------------ results
+
+
+def test_cluster_run_equals_gridsearchcv(tmp_path, cluster):
+    path = tmp_path / "s.pkl"
+    before = cluster.executed()
+    done = run_search(run_args(path, QUICK, cluster.address), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"dask scheduler {cluster.address}: 2 worker threads" in done.stderr
+    after = cluster.executed()
+    n_fits = sum(len(f["candidates"]) * 5 for f in state.load(path)["families"].values())
+    assert sum(after[w] - before[w] for w in after) >= n_fits  # the cluster did the fits
+    assert_equals_gridsearch(path, QUICK)
+    X, _ = import_file(Path(QUICK)).load_data()
+    for name, ref in references(QUICK).items():
+        best = search.load_best(str(path), name)
+        assert (best.predict(X) == ref.best_estimator_.predict(X)).all()
+    status = invoke("status", "--state", str(path), "--json")
+    assert status.exit_code == 0
+    assert {f["status"] for f in json.loads(status.output)["families"]} == {"done"}
+
+
+def test_data_goes_to_each_worker_once_not_with_every_task(tmp_path, cluster, monkeypatch):
+    shared, payloads = {}, []
+    real_share, real_submit = search.DaskPool.share, search.DaskPool.submit
+
+    def share(pool, data):
+        real_share(pool, data)
+        shared.update(key=pool.data_ref.key, size=len(cloudpickle.dumps(data)))
+
+    def submit(pool, fn, *args):
+        payloads.append(len(cloudpickle.dumps(args)))
+        return real_submit(pool, fn, *args)
+
+    monkeypatch.setattr(search.DaskPool, "share", share)
+    monkeypatch.setattr(search.DaskPool, "submit", submit)
+    path = tmp_path / "s.pkl"
+    before = cluster.executed()
+    report = search.run(search.RunConfig(str(path), grids=WIDE, scheduler=cluster.address,
+                                         progress=False))
+    assert report.done == ["nb"]
+    after = cluster.executed()
+    ran = sum(after[w] > before[w] for w in after)
+    arrivals = cluster.client.run(_data_arrivals, shared["key"])
+    scattered = sum(s for s, _ in arrivals.values())
+    served = [b for _, bytes_ in arrivals.values() for b in bytes_]
+    print(f"\ndata {shared['size']} bytes pickled; scattered {scattered}x, then sent worker to worker "
+          f"{len(served)}x ({sum(served)} bytes); {len(payloads)} tasks of at most {max(payloads)} "
+          f"bytes ({sum(payloads)} in all); {ran} workers ran tasks")
+    assert scattered == 1
+    assert scattered + len(served) == ran  # one copy per worker that ran tasks, however many tasks
+    assert len(payloads) == report.tasks_run >= 50
+    assert max(payloads) < shared["size"] / 100  # a task carries a reference, not the data
+    assert cluster.client.run(_copies) == {w: [] for w in after}  # closing dropped the copies
+    assert_equals_gridsearch(path, WIDE)
+
+
+def test_a_scheduler_file_stands_for_its_address_and_n_jobs_caps_the_fits(cluster):
+    pool = search.DaskPool(str(cluster.scheduler_file), n_jobs=-1)  # dask scheduler --scheduler-file
+    try:
+        assert pool.n_workers == 2
+    finally:
+        pool.close()
+    pool = search.DaskPool(cluster.address, n_jobs=1)
+    try:
+        assert pool.n_workers == 1
+    finally:
+        pool.close()
+    assert len(cluster.client.scheduler_info()["workers"]) == 2  # closing left the cluster up
+
+
+# ------------------------------------------------------------------ faults
+
+
+def test_worker_killed_mid_search_still_equals_gridsearchcv(tmp_path, cluster):
+    path = tmp_path / "s.pkl"
+    proc = start(["-q", *run_args(path, SLOW, cluster.address)], tmp_path)
+    wait_for_progress(path, proc, candidates=1)
+    victim = None
+
+    def fitting():
+        nonlocal victim
+        for worker, keys in cluster.client.processing().items():
+            if any(str(k).startswith("fit_fold") for k in keys):
+                victim = worker
+                return True
+        return False
+
+    wait_for(fitting, 30, "a worker running a fit")
+    pid = cluster.client.run(os.getpid, workers=[victim])[victim]
+    os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err
+    removed = [msg for _, msg in cluster.client.get_events("all")
+               if msg.get("action") == "remove-worker" and msg.get("worker") == victim]
+    assert removed and removed[-1]["processing-tasks"], "the kill landed while the worker was busy"
+    assert_equals_gridsearch(path, SLOW)
+    cluster.client.wait_for_workers(2, timeout=60)  # its nanny started a new one
+
+
+def test_runner_sigkilled_then_resumed_against_the_same_cluster(tmp_path, cluster):
+    path = tmp_path / "s.pkl"
+    args = ["-q", *run_args(path, SLOW, cluster.address)]
+    proc = start(args, tmp_path)
+    wait_for_progress(path, proc, candidates=3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = state.load(path)
+    # the scheduler notices the closed connection and drops the dead runner's tasks and data
+    wait_for(lambda: cluster.client.run_on_scheduler(_n_tasks) == 0, 30, "the runner's tasks dropped")
+    assert len(cluster.client.scheduler_info()["workers"]) == 2
+    resumed = run_search(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    final = state.load(path)
+    for name, family in saved["families"].items():  # finished candidates were not run again
+        for key, record in family["candidates"].items():
+            assert final["families"][name]["candidates"][key]["fit_times"] == record["fit_times"]
+    assert_equals_gridsearch(path, SLOW)
+    # the killed runner's copies of the data went when the next runner started, its own at its end
+    assert cluster.client.run(_copies) == {w: [] for w in cluster.client.scheduler_info()["workers"]}
+
+
+def test_sigterm_and_max_time_stop_with_exit_3_and_resume(tmp_path, cluster):
+    path = tmp_path / "s.pkl"
+    args = run_args(path, SLOW, cluster.address)
+    proc = start(args, tmp_path)
+    wait_for_progress(path, proc, candidates=1)
+    status = invoke("status", "--state", str(path), "--json")  # readers need no lock, as locally
+    assert status.exit_code == 0
+    assert {f["status"] for f in json.loads(status.output)["families"]} - {"done"}  # mid-search
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 3, err
+    assert time.monotonic() - sent < 30
+    assert "SIGTERM received: stopping, saving what finished" in err
+    assert "stopped early (SIGTERM)" in err and "run the same command to resume" in err
+    stopped = run_search(["-q", *args, "--max-time", "1s"], tmp_path)
+    assert stopped.returncode == 3, stopped.stderr
+    assert "stopped early (max-time)" in stopped.stderr
+    done = run_search(["-q", *args], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_equals_gridsearch(path, SLOW)
+
+
+def test_unreachable_scheduler_exits_1_at_once_naming_it(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
+    started = time.monotonic()
+    result = invoke(*run_args(tmp_path / "s.pkl", QUICK, address))
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 5
+    assert f"--scheduler {address}: cannot reach a dask scheduler there (ConnectionRefusedError" \
+        in result.output
+    assert "check that `dask scheduler` runs there" in result.output
+
+
+def test_a_port_that_is_no_scheduler_fails_within_the_connect_timeout(tmp_path, monkeypatch):
+    monkeypatch.setattr(search.DaskPool, "connect_timeout", 1.0)
+    with socket.socket() as server:  # accepts connections (the kernel does), never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        started = time.monotonic()
+        result = invoke(*run_args(tmp_path / "s.pkl", QUICK, address))
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 5
+    assert f"--scheduler {address}: no dask scheduler answers there" in result.output
+
+
+def test_without_distributed_the_message_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed fails
+    result = invoke(*run_args(tmp_path / "s.pkl", QUICK, "tcp://127.0.0.1:8786"))
+    assert result.exit_code == 1
+    assert "--scheduler needs dask's distributed scheduler, which is not installed; " \
+        "install it with: pip install 'checkpointed-search[dask]'" in result.output
+
+
+def test_local_cluster_equals_gridsearchcv_and_leaves_no_process(tmp_path):
+    path = tmp_path / "s.pkl"
+    proc = start(["-q", *run_args(path, QUICK, "local", "--n-jobs", "2")], tmp_path)
+    runner, workers = psutil.Process(proc.pid), []
+    while proc.poll() is None and len(workers) < 2:
+        try:
+            workers = runner.children(recursive=True)
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert len(workers) >= 2, "the LocalCluster's worker processes were seen"
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    assert not alive, [p.cmdline() for p in alive]
+    assert_equals_gridsearch(path, QUICK)
