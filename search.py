@@ -362,6 +362,7 @@ class LocalPool:
     """Worker processes on this machine (loky), each limited to its share of threads."""
 
     name = "local"
+    loses_inflight = True  # a worker's death breaks the executor and every future in it
 
     def __init__(self, n_jobs: int):
         self.n_workers = joblib.effective_n_jobs(n_jobs)
@@ -420,6 +421,8 @@ class DaskPool:
     makes the scheduler drop this client's tasks and data, and the workers
     stay up for the next run.
     """
+
+    loses_inflight = False  # dask reschedules the tasks of a lost worker elsewhere
 
     name = "dask"
     connect_timeout = 10.0  # s: a refused port or unknown host fails at once, a silent one after this
@@ -1088,10 +1091,13 @@ class _Runner:
                             continue
                         lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
                         if lost and task.attempts + 1 < _MAX_ATTEMPTS:
-                            logger.warning("a worker died (%s); retrying its tasks", exc)
-                            queue.extendleft(self._retry(task, inflight, pool))
-                            inflight.clear()
-                            break
+                            logger.warning("lost work (%s: %s); running it again", type(exc).__name__, exc)
+                            if pool.loses_inflight:  # a broken local pool takes every task with it
+                                queue.extendleft(self._retry([task, *inflight.values()], pool))
+                                inflight.clear()
+                                break
+                            queue.extendleft(self._retry([task], pool))  # dask keeps the others
+                            continue
                         result = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0,
                                   "error": "".join(traceback.format_exception(exc))}
                     fam = fams[task.family]
@@ -1144,8 +1150,7 @@ class _Runner:
             return [refit_task] if refit_task else []
         return tasks
 
-    def _retry(self, task, inflight, pool) -> list[_Task]:
-        lost = [task, *inflight.values()]
+    def _retry(self, lost: list[_Task], pool) -> list[_Task]:
         for t in lost:
             t.attempts += 1
         pool.recover()
@@ -1541,6 +1546,7 @@ def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
     level = logging.WARNING if obj["quiet"] else (logging.DEBUG if obj["verbose"] > 1 else logging.INFO)
     logging.basicConfig(format="%(levelname)s: %(message)s", stream=sys.stderr)  # no-op if configured
     logging.getLogger().setLevel(level)
+    logging.getLogger("distributed").setLevel(logging.DEBUG if obj["verbose"] > 1 else logging.WARNING)
     logging.captureWarnings(True)
 
 
