@@ -201,8 +201,10 @@ def _canonical(obj):
         return ("ndarray", str(obj.dtype), obj.shape, joblib.hash(obj))
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
         code = getattr(obj, "__code__", None)
-        body = None if code is None else (code.co_code, repr(code.co_consts), code.co_names)
-        return ("function", getattr(obj, "__module__", None), obj.__qualname__, repr(body))
+        body = None if code is None else _canonical(code)
+        return ("function", getattr(obj, "__module__", None), obj.__qualname__, body)
+    if isinstance(obj, types.CodeType):  # nested code (comprehensions, inner functions): no addresses
+        return ("code", obj.co_code, obj.co_names, tuple(_canonical(c) for c in obj.co_consts))
     if isinstance(obj, type):
         return ("type", _qualname(obj))
     if isinstance(obj, float) and math.isnan(obj):
@@ -1123,7 +1125,7 @@ class _Runner:
                 self._maybe_save()
         finally:
             bar.close()
-            pool.close(kill=bool(self._stop) or bool(inflight))
+            pool.close(kill=True)  # idle workers go at once; on a stop, so do fits in flight
             self.report.stopped = self._stop.reason
             self._save()
         return self._finish(start)
@@ -1713,4 +1715,8 @@ def _print_table(rows: list[dict], selected=None) -> None:
 
 
 if __name__ == "__main__":
-    cli(prog_name="search")
+    # `python -m search` runs this file as __main__; use the importable module instead, so that
+    # worker functions travel by reference and the workers import scikit-learn once.
+    from search import cli as _cli
+
+    _cli(prog_name="search")

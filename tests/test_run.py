@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, assert_same_as_gridsearch, reference
+from conftest import GRIDS, assert_same_as_gridsearch, reference, search_cmd
 
 import search
 import state
@@ -321,3 +321,32 @@ def test_builtin_default_search_runs_end_to_end(tmp_path, monkeypatch):
     data = pickle.load(open(tmp_path / "search-state.pkl", "rb"))
     assert data["run"]["data"]["source"].startswith("scikit-learn breast cancer")
     assert data["families"]["lr"]["best_score"] > 0.95
+
+
+def test_fingerprints_are_equal_across_processes(tmp_path):
+    """A function with nested code (f_classif has comprehensions) hashes the same in a new process."""
+    code = ("import search\nfrom sklearn.feature_selection import SelectKBest, f_classif\n"
+            "from sklearn.pipeline import make_pipeline\nfrom sklearn.linear_model import LogisticRegression\n"
+            "print(search.fingerprint(make_pipeline(SelectKBest(f_classif), LogisticRegression())))\n"
+            "print(search.fingerprint(f_classif))\n")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] and len(runs[0].split()) == 2
+
+
+def test_a_grid_with_a_score_function_resumes(tmp_path):
+    grids = tmp_path / "g.py"
+    grids.write_text(
+        "from sklearn.datasets import make_classification\n"
+        "from sklearn.feature_selection import SelectKBest, f_classif\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "def load_data():\n    return make_classification(n_samples=120, n_features=6, random_state=0)\n"
+        'FAMILIES = {"kbest": (make_pipeline(SelectKBest(f_classif), LogisticRegression()),\n'
+        '                      {"selectkbest__k": [2, 4]})}\n')
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", str(grids), "--state", str(path)]
+    first = subprocess.run(search_cmd(*args), capture_output=True, text=True, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again = subprocess.run(search_cmd(*args), capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr  # same grid in a new process: nothing "changed"
