@@ -90,10 +90,6 @@ class Dataset:
     source: str
     target: str | None = None
 
-    @property
-    def n_samples(self) -> int:
-        return len(self.y)
-
 
 def load_dataset(data: str | None, target: str | None, load_data=None, task=None) -> Dataset:
     """Return the data to search on.
@@ -363,7 +359,6 @@ def _remove_orphaned_data() -> None:
 class LocalPool:
     """Worker processes on this machine (loky), each limited to its share of threads."""
 
-    name = "local"
     loses_inflight = True  # a worker's death breaks the executor and every future in it
 
     def __init__(self, n_jobs: int):
@@ -426,7 +421,6 @@ class DaskPool:
 
     loses_inflight = False  # dask reschedules the tasks of a lost worker elsewhere
 
-    name = "dask"
     connect_timeout = 10.0  # s: a refused port or unknown host fails at once, a silent one after this
     worker_timeout = 120.0  # s to wait for a first worker (worker jobs may still be queued)
     _info_interval = 2.0  # s between refreshes of the cluster's thread count

@@ -15,6 +15,14 @@ from sklearn.model_selection import GridSearchCV
 HERE = Path(__file__).parent
 GRIDS = HERE / "grids"
 W1 = HERE.parents[1] / "shared" / "bench" / "w1.py"
+KEY_VARIABLES = ("SEARCH_STATE_KEY", "SEARCH_STATE_KEY_FILE")
+
+
+@pytest.fixture(autouse=True)
+def _no_key_in_environment(monkeypatch):
+    """A signing key set in the developer's shell must not change what the tests see."""
+    for name in KEY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
 
 
 def import_file(path: Path):

@@ -20,18 +20,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import KEY_VARIABLES
 
 import state
 from state import StateIOError
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY_VARIABLES = ("SEARCH_STATE_KEY", "SEARCH_STATE_KEY_FILE")
-
-
-@pytest.fixture(autouse=True)
-def _no_key_in_environment(monkeypatch):
-    for name in KEY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 def child_env() -> dict[str, str]:

@@ -25,11 +25,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _no_key_in_environment(monkeypatch):
-    for name in ("SEARCH_STATE_KEY", "SEARCH_STATE_KEY_FILE"):
-        monkeypatch.delenv(name, raising=False)
-
 
 @pytest.fixture
 def frozen(tmp_path):

@@ -19,6 +19,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 import pytest
+from conftest import KEY_VARIABLES
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
@@ -26,13 +27,6 @@ import state
 from state import Pickled, StateCorrupt, StateError, StateUnsafe
 
 ROOT = Path(__file__).resolve().parents[1]
-KEY_VARIABLES = ("SEARCH_STATE_KEY", "SEARCH_STATE_KEY_FILE")
-
-
-@pytest.fixture(autouse=True)
-def _no_key_in_environment(monkeypatch):
-    for name in KEY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
 
 
 def child_env(with_project: bool = True) -> dict[str, str]:
