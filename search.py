@@ -1120,7 +1120,7 @@ class _Runner:
             keys = [candidate_key(c) for c in candidates]
             estimator_fp, grid_fp = fingerprint(estimator), fingerprint(grid)
             entry = self.state["families"].get(name)
-            kept = None
+            kept = kept_folds = None
             if entry is not None and entry["status"] == "failed":
                 logger.info("family %r failed in an earlier run: searching it again", name)
                 entry = None  # a failed family holds no work worth keeping
@@ -1132,6 +1132,8 @@ class _Runner:
                 same_estimator = entry["estimator_fingerprint"] == estimator_fp
                 kept = {k: v for k, v in entry["candidates"].items()
                         if same_estimator and k in set(keys)}
+                kept_folds = {k: v for k, v in entry.get("folds", {}).items()
+                              if same_estimator and k in set(keys)}
                 logger.warning("family %r changed: searching it again (%d saved candidates "
                                "still apply)", name, len(kept))
                 entry = None
@@ -1143,9 +1145,11 @@ class _Runner:
                     "grid_fingerprint": grid_fp,
                     "n_candidates": len(candidates),
                     "candidates": kept or {},
+                    "folds": kept_folds or {},
                     "time_spent": 0.0,
                 }
                 self._dirty = True
+            entry.setdefault("folds", {})  # files of version 1 before fold-level progress
             blob = cloudpickle.dumps(estimator, protocol=5)
             prepared.append(_Family(name, estimator, blob, candidates, keys, entry))
         if changed:
@@ -1166,13 +1170,13 @@ class _Runner:
         deadline = None if self.config.max_time is None else start + self.config.max_time
         fams = {f.name: f for f in self.families}
         queue: collections.deque[_Task] = collections.deque()
-        pending_folds: dict[tuple[str, str], dict] = {}
         fold_times = collections.defaultdict(list)
         for fam in self.families:
             self._refresh(fam)
             queue.extend(self._tasks_for(fam))
         total = sum(len(f.candidates) * self.config.cv for f in self.families)
-        already = sum(len(f.entry["candidates"]) * self.config.cv for f in self.families)
+        already = sum(len(f.entry["candidates"]) * self.config.cv
+                      + sum(map(len, f.entry["folds"].values())) for f in self.families)
         if not queue:
             self._save()
             return self._finish(start)
@@ -1229,10 +1233,8 @@ class _Runner:
                         continue
                     fold_times[task.family].append(result["fit_time"] + result["score_time"])
                     bar.update(1)
-                    folds = pending_folds.setdefault((task.family, task.key), {})
-                    folds[task.fold] = result
+                    folds = self._store_fold(fam, task, result)
                     if len(folds) == self.config.cv:
-                        del pending_folds[(task.family, task.key)]
                         self._store_candidate(fam, task, folds)
                         if len(fam.entry["candidates"]) == len(fam.candidates):
                             refit_task = self._complete(fam)
@@ -1265,6 +1267,7 @@ class _Runner:
             for key, params in zip(fam.keys, fam.candidates)
             if key not in fam.entry["candidates"]
             for fold in range(self.config.cv)
+            if fold not in fam.entry["folds"].get(key, {})
         ]
         if not tasks:  # every candidate is in: only the refit is left
             refit_task = self._complete(fam)
@@ -1284,7 +1287,17 @@ class _Runner:
             estimate *= self.config.cv / (self.config.cv - 1)
         return time.monotonic() + estimate <= deadline
 
+    def _store_fold(self, fam: _Family, task: _Task, result: dict) -> dict:
+        """Keep one finished fold in the state (a kill loses only folds in flight); return the candidate's."""
+        folds = fam.entry["folds"].setdefault(task.key, {})
+        folds[task.fold] = {k: result[k] for k in ("score", "fit_time", "score_time", "error")}
+        fam.entry["time_spent"] += result["fit_time"] + result["score_time"]
+        fam.entry["status"] = "partial"
+        self._dirty = True
+        return folds
+
     def _store_candidate(self, fam: _Family, task: _Task, folds: dict) -> None:
+        del fam.entry["folds"][task.key]
         ordered = [folds[i] for i in range(self.config.cv)]
         fam.entry["candidates"][task.key] = {
             "params": task.params,
@@ -1293,8 +1306,6 @@ class _Runner:
             "score_times": [r["score_time"] for r in ordered],
             "errors": [r["error"] for r in ordered],
         }
-        fam.entry["time_spent"] += sum(r["fit_time"] + r["score_time"] for r in ordered)
-        fam.entry["status"] = "partial"
         self._refresh(fam)
         self._dirty = True
 

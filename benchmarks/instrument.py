@@ -47,11 +47,13 @@ def _append(path: str, record: dict) -> None:
 
 
 def serial_work(data: dict) -> float:
-    """Fit + score seconds of every candidate fold, plus refit seconds, in a state dict."""
+    """Fit + score seconds of every fold saved, plus refit seconds, in a state dict."""
     total = 0.0
     for entry in data.get("families", {}).values():
         for cand in entry.get("candidates", {}).values():
             total += sum(cand["fit_times"]) + sum(cand["score_times"])
+        for folds in entry.get("folds", {}).values():  # finished folds of unfinished candidates
+            total += sum(r["fit_time"] + r["score_time"] for r in folds.values())
         total += entry.get("refit_time", 0.0) or 0.0
     return total
 

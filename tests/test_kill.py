@@ -90,6 +90,40 @@ def test_a_kill_loses_at_most_the_candidates_in_flight(tmp_path):
             assert final["families"][name]["candidates"][key]["fit_times"] == record["fit_times"]
 
 
+def test_a_kill_keeps_the_finished_folds_of_an_unfinished_candidate(tmp_path):
+    """Folds are progress too: a candidate whose folds take minutes must not start over."""
+    path = tmp_path / "s.pkl"
+    grids = str(GRIDS / "long_folds.py")
+    args = ["-q", "run", "--grids", grids, "--state", str(path), "--n-jobs", "1"]
+    proc = start(args, tmp_path)
+    deadline = time.monotonic() + 120
+    saved = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            data = state.load(path, lazy=True)
+        except (FileNotFoundError, state.StateError):
+            data = None
+        if data and not data["families"]["rf"]["candidates"] and \
+                sum(map(len, data["families"]["rf"]["folds"].values())) >= 2:
+            saved = data
+            break
+        time.sleep(0.05)
+    assert saved is not None, proc.communicate()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    after = state.load(path)["families"]["rf"]
+    (key, folds), = after["folds"].items()
+    assert len(folds) >= 2 and after["status"] == "partial"
+    resumed = run_search(args, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    final = state.load(path)
+    record = final["families"]["rf"]["candidates"][key]
+    for fold, result in folds.items():  # the saved folds were taken as they were, not fitted again
+        assert record["fit_times"][fold] == result["fit_time"]
+    assert final["families"]["rf"]["folds"] == {}
+    assert_same_as_gridsearch(final["families"]["rf"], reference(GRIDS / "long_folds.py")["rf"])
+
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
 def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame):
     """A cluster's time limit or pre-emption: stop dispatching, save, exit 3, no worker left."""
