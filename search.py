@@ -21,6 +21,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import gc
 import hashlib
 import logging
 import math
@@ -41,7 +42,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-import numpy as np
 
 import state
 from state import FORMAT_VERSION, Pickled, SearchError, StateMismatch
@@ -160,6 +160,8 @@ def infer_task(y) -> str:
     A float target with non-integral values, or an integer one with more than
     20 distinct values, is a regression target. ``--task`` overrides this.
     """
+    import numpy as np
+
     values = np.asarray(y)
     if values.dtype.kind in "OUSb" or str(getattr(y, "dtype", "")) == "category":
         return "classification"
@@ -178,6 +180,8 @@ def _canonical(obj):
     name and code, arrays by dtype, shape and a hash of their bytes. Memory
     addresses, which ``repr`` shows for many objects, never enter it.
     """
+    import numpy as np
+
     if hasattr(obj, "get_params") and not isinstance(obj, type):
         params = obj.get_params(deep=False)
         return (_qualname(type(obj)), tuple((k, _canonical(params[k])) for k in sorted(params)))
@@ -274,6 +278,7 @@ def _init_worker(runner_pid: int, env: dict) -> None:
     libraries already loaded, and ``env`` is set for those loaded later.
     """
     _watch_runner(runner_pid)
+    gc.freeze()  # the modules inherited from the fork server: never walked by the collector
     os.environ.update(env)
     from threadpoolctl import threadpool_limits
 
@@ -305,6 +310,8 @@ def _worker_estimator(blob: bytes):
 
 
 def _train_test(test_indices, fold: int, n_samples: int):
+    import numpy as np
+
     test = np.asarray(test_indices[fold])
     mask = np.ones(n_samples, dtype=bool)
     mask[test] = False
@@ -317,6 +324,7 @@ def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) 
     Mirrors what GridSearchCV does for one (candidate, split) pair, with
     ``error_score=np.nan``: a failing fit or scorer gives NaN and its traceback.
     """
+    import numpy as np
     from sklearn.base import clone
     from sklearn.metrics import check_scoring
     from sklearn.utils.metaestimators import _safe_split
@@ -375,7 +383,7 @@ def _thread_env(n_workers: int) -> dict:
     return {var: os.environ.get(var, threads) for var in _THREAD_VARIABLES}
 
 
-def start_fork_server(n_workers: int):
+def start_fork_server():
     """Start the process that local workers are forked from; return its context (None: not here).
 
     The server imports scikit-learn (:data:`_WORKER_PRELOAD`) while the
@@ -394,7 +402,8 @@ def start_fork_server(n_workers: int):
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
     saved = {var: os.environ.get(var) for var in _THREAD_VARIABLES}
-    os.environ.update(_thread_env(n_workers))  # the server and its workers start with their share
+    # One thread each until a worker's initializer gives it its share: no thread pools exist at a fork.
+    os.environ.update({var: os.environ.get(var, "1") for var in _THREAD_VARIABLES})
     try:
         forkserver.ensure_running()
     finally:
@@ -437,7 +446,7 @@ def local_executor(n_workers: int):
 
     env = _thread_env(n_workers)
     return get_reusable_executor(max_workers=n_workers, env=env, timeout=60, kill_workers=True,
-                                 context=start_fork_server(n_workers), initializer=_init_worker,
+                                 context=start_fork_server(), initializer=_init_worker,
                                  initargs=(os.getpid(), env))
 
 
@@ -806,6 +815,8 @@ def cv_results(records: list[dict], n_splits: int) -> dict:
     is GridSearchCV's own (``BaseSearchCV._format_results``), so means, standard
     deviations and ranks are the same to the last bit.
     """
+    import numpy as np
+
     n = len(records)
     results: dict = {}
 
@@ -848,6 +859,8 @@ def cv_results(records: list[dict], n_splits: int) -> dict:
 
 
 def _best(results: dict) -> tuple[int, float] | None:
+    import numpy as np
+
     if not results["params"] or np.isnan(results["mean_test_score"]).all():
         return None
     index = int(results["rank_test_score"].argmin())
@@ -963,11 +976,8 @@ def run(config: RunConfig) -> RunReport:
     subclass) for anything the user must fix, and never leaves the state file
     worse than it found it.
     """
-    forked = False
-    if config.scheduler is None:  # first: the server's imports overlap this process's own
-        import joblib
-
-        forked = start_fork_server(joblib.effective_n_jobs(config.n_jobs)) is not None
+    # first: the server's imports overlap this process's own
+    forked = config.scheduler is None and start_fork_server() is not None
     try:
         return _checked_run(config)
     finally:
@@ -1057,6 +1067,7 @@ class _Runner:
 
     def _run_info(self, grids, previous) -> dict:
         import joblib
+        import numpy as np
         from sklearn.model_selection import check_cv
 
         X, y = self.dataset.X, self.dataset.y
@@ -1164,6 +1175,7 @@ class _Runner:
     # ---- the loop
 
     def run(self) -> RunReport:
+        import numpy as np
         from tqdm.auto import tqdm
 
         start = time.monotonic()
@@ -1184,6 +1196,9 @@ class _Runner:
         inflight: dict = {}
         bar = tqdm(total=total, initial=already, unit="fit", file=sys.stderr, dynamic_ncols=True,
                    disable=not self.config.progress, desc="search")
+        # Everything loaded by now (scikit-learn, the data, the state) lives as long as the run:
+        # the collector's full passes skip it, instead of stalling dispatch for 0.1 s each.
+        gc.freeze()
         try:
             pool.share((self.dataset.X, self.dataset.y, self.state["run"]["cv"]["test_indices"]))
             while True:
@@ -1245,6 +1260,7 @@ class _Runner:
                         bar.set_description(self._describe(fam))
                 self._maybe_save()
         finally:
+            gc.unfreeze()
             bar.close()
             pool.close(kill=True)  # idle workers go at once; on a stop, so do fits in flight
             self.report.stopped = self._stop.reason
@@ -1584,6 +1600,8 @@ def predict_frame(path: str, frame, family: str | None = None, proba: bool = Fal
     A column named like the training target is ignored; missing feature
     columns are an error that names them.
     """
+    import numpy as np
+
     data = read_state(path)
     name = best_family(data, family)
     estimator = _best_estimator(data, name)
@@ -1625,17 +1643,17 @@ class _Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def _scoring(ctx, param, value):
+def _check_scoring(value) -> None:
+    """``--scoring`` names a scikit-learn scorer (checked in the command: the check imports scikit-learn)."""
     if value is None:
-        return value
+        return
     from sklearn.metrics import get_scorer_names
 
     if value not in get_scorer_names():
         raise click.BadParameter(
             f"{value!r} is not a scikit-learn scorer; expected one of "
-            f"{', '.join(sorted(get_scorer_names()))}"
+            f"{', '.join(sorted(get_scorer_names()))}", param_hint="--scoring"
         )
-    return value
 
 
 def _family_list(ctx, param, value):
@@ -1728,7 +1746,7 @@ def _exit_quickly() -> None:
 @click.option("--grids", help="classification, regression or PATH.py defining FAMILIES.")
 @click.option("--families", callback=_family_list, help="Only these families, e.g. lr,rf.")
 @click.option("--cv", default=5, show_default=True, type=click.IntRange(min=2), help="CV folds.")
-@click.option("--scoring", callback=_scoring, help="A scikit-learn scorer name (default: the estimator's score).")
+@click.option("--scoring", help="A scikit-learn scorer name (default: the estimator's score).")
 @click.option("--n-jobs", default=-1, show_default=True, type=int, help="Worker processes (-1: all cores).")
 @click.option("--max-time", type=_Duration(),
               help="Stop starting work that cannot finish within this time (90s, 30m, 2h); exit 3.")
@@ -1748,6 +1766,13 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
     if n_jobs == 0:
         raise click.BadParameter("0 workers cannot run anything; use -1 for all cores",
                                  param_hint="--n-jobs")
+    if scheduler is None:  # before any import of scikit-learn here, which it overlaps (run() keeps it)
+        start_fork_server()
+    try:
+        _check_scoring(scoring)
+    except click.BadParameter:
+        stop_fork_server()
+        raise
     config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
                        max_time, restart, redo_changed, scheduler,
                        progress=not ctx.obj["quiet"])
@@ -1854,6 +1879,8 @@ def _echo_json(value) -> None:
 
 
 def _jsonable(value):
+    import numpy as np
+
     if isinstance(value, np.generic):
         return value.item()
     return repr(value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import platform
 import warnings
-from importlib import metadata
 from typing import Any
 
 from ._errors import EnvironmentMismatchWarning
@@ -18,6 +17,8 @@ _OPTIONAL = frozenset({"pandas"})
 
 
 def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:

@@ -20,8 +20,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import filelock
-
 from . import _fileops
 from ._errors import StateError, StateLocked
 from ._store import StrPath, atomic_writer
@@ -92,6 +90,8 @@ def lock(path: StrPath) -> Iterator[None]:
         Another process (or another ``lock`` in this one) holds the lock. The
         message names the holder's pid, host and start time.
     """
+    import filelock
+
     path = Path(path)
     lock_path = _sibling(path, ".lock")
     owner_path = _sibling(path, ".lock.owner")

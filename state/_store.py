@@ -40,8 +40,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
-
 from . import _fileops
 from ._env import _differences, check_environment
 from ._errors import StateCorrupt, StateError, StateIOError, StateUnsafe
@@ -116,6 +114,8 @@ class Pickled:
 
     def __init__(self, obj: Any = None, *, data: bytes | None = None) -> None:
         if data is None:
+            import cloudpickle
+
             data = cloudpickle.dumps(obj, protocol=5)
         elif obj is not None:
             raise TypeError("Pickled takes an object or data=bytes, not both")
@@ -537,6 +537,8 @@ def save(path: StrPath, data: dict[str, Any], *, key: bytes | None = None) -> No
         raise StateIOError(
             f"could not save state file {path}: {_describe(exc)} (while checking the existing file); it was not changed"
         ) from exc
+    import cloudpickle
+
     start = time.perf_counter()
     hasher = _new_hasher(key)
     algorithm = _SHA256 if key is None else _HMAC_SHA256
