@@ -318,11 +318,88 @@ def _train_test(test_indices, fold: int, n_samples: int):
     return np.flatnonzero(mask), test
 
 
+def _shared_preprocessing(estimator, params: dict):
+    """A pipeline's steps before the last, when every searched parameter belongs to the last step.
+
+    Candidates that differ only there share the preprocessing fitted on a
+    fold, which the workers then fit once per fold instead of once per
+    candidate and fold. None for anything else.
+    """
+    from sklearn.pipeline import Pipeline
+
+    if type(estimator) is not Pipeline or len(estimator.steps) < 2 or not params:
+        return None
+    last = estimator.steps[-1][0]
+    if not all(name.startswith(last + "__") for name in params):
+        return None
+    return estimator[:-1]
+
+
+_WORKER_PREPROCESSED: collections.OrderedDict = collections.OrderedDict()  # name: (pair, bytes in memory)
+_PREPROCESSED_LOCK = threading.Lock()
+_PREPROCESSED_IN_MEMORY = 512 * 2**20  # bytes of transformed folds a worker keeps in memory (dask)
+_PREPROCESSED_LARGEST = 2**30  # a fold transformed to more bytes than this is not kept
+
+
+def _nbytes(obj) -> int:
+    if hasattr(obj, "nbytes"):  # arrays
+        return int(obj.nbytes)
+    if hasattr(obj, "data") and hasattr(obj.data, "nbytes"):  # sparse matrices: data, indices
+        return 2 * int(obj.data.nbytes)
+    return sys.getsizeof(obj)  # data frames report their memory
+
+
+def preprocessed_name(estimator_blob: bytes, fold: int | str) -> str:
+    """The file (beside the shared data) that holds a fold transformed by a family's preprocessing."""
+    return f"preprocessed-{hashlib.sha256(estimator_blob).hexdigest()[:16]}-{fold}.joblib"
+
+
+def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y_train, X_test):
+    """``prefix`` fitted on the fold's training rows: the training and test rows transformed.
+
+    Kept in this worker's memory and, for local workers, in a file beside the
+    shared data that every worker memory-maps: each fold is transformed about
+    once per search, whichever worker gets it.
+    """
+    import joblib
+
+    name = preprocessed_name(estimator_blob, fold)
+    with _PREPROCESSED_LOCK:  # dask workers may run several tasks at once, in threads
+        if name in _WORKER_PREPROCESSED:
+            _WORKER_PREPROCESSED.move_to_end(name)
+            return _WORKER_PREPROCESSED[name][0]
+    path = os.path.join(os.path.dirname(data_ref), name) if isinstance(data_ref, str) else None
+    pair = size = None
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            pair, size = joblib.load(path, mmap_mode="r"), 0  # memory-mapped: costs no memory here
+    if pair is None:
+        pair = (prefix.fit_transform(X_train, y_train), prefix.transform(X_test))
+        size = sum(map(_nbytes, pair))
+        if size > _PREPROCESSED_LARGEST:
+            return pair
+        if path is not None:  # written whole, then renamed: another worker sees all of it or nothing
+            temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            joblib.dump(pair, temp)
+            os.replace(temp, path)
+    with _PREPROCESSED_LOCK:
+        _WORKER_PREPROCESSED[name] = (pair, size)
+        while sum(s for _, s in _WORKER_PREPROCESSED.values()) > _PREPROCESSED_IN_MEMORY:
+            _WORKER_PREPROCESSED.popitem(last=False)
+    return pair
+
+
 def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) -> dict:
     """Fit one candidate on one training fold and score it on the test fold.
 
     Mirrors what GridSearchCV does for one (candidate, split) pair, with
     ``error_score=np.nan``: a failing fit or scorer gives NaN and its traceback.
+    A pipeline whose searched parameters all belong to its last step is fitted
+    as its preprocessing (shared by the candidates, see
+    :func:`_preprocessed`) then its last step, and scored through the last
+    step on the transformed test rows: the same computations, so the same
+    scores; the shared preprocessing's time counts in the fit time of the
+    candidate that did it.
     """
     import numpy as np
     from sklearn.base import clone
@@ -336,8 +413,13 @@ def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) 
     start = time.time()
     X_train, y_train = _safe_split(estimator, X, y, train)
     X_test, y_test = _safe_split(estimator, X, y, test, train)
+    prefix = _shared_preprocessing(estimator, params)
     try:
-        estimator.fit(X_train, y_train)
+        if prefix is None:
+            estimator.fit(X_train, y_train)
+        else:
+            X_train, X_test = _preprocessed(data_ref, estimator_blob, fold, prefix, X_train, y_train, X_test)
+            estimator = estimator[-1].fit(X_train, y_train)
     except Exception:
         return {"score": np.nan, "fit_time": time.time() - start, "score_time": 0.0,
                 "error": traceback.format_exc()}
@@ -383,6 +465,9 @@ def _thread_env(n_workers: int) -> dict:
     return {var: os.environ.get(var, threads) for var in _THREAD_VARIABLES}
 
 
+_fork_context = None  # set while this process's fork server runs
+
+
 def start_fork_server():
     """Start the process that local workers are forked from; return its context (None: not here).
 
@@ -390,13 +475,19 @@ def start_fork_server():
     runner does its own imports, on the other core, and every worker forked
     from it, including one that replaces a dead worker, starts in
     milliseconds with everything loaded: about two seconds less per start on
-    two cores than workers that import it all themselves. The server exits
-    with the runner. Where fork servers do not exist (Windows), loky starts
-    the workers as usual.
+    two cores than workers that import it all themselves.
+
+    Only the command line uses it. Processes started through a fork server
+    import the main module first, as with ``spawn``: harmless for ``search``
+    itself, but a user's script that calls :func:`run` without an
+    ``if __name__ == "__main__":`` guard would run again in every worker, so
+    library callers keep loky's own start method, which never imports it.
+    Where fork servers do not exist (Windows), loky starts the workers.
     """
     import multiprocessing
     from multiprocessing import forkserver
 
+    global _fork_context
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return None
     context = multiprocessing.get_context("forkserver")
@@ -412,6 +503,7 @@ def start_fork_server():
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
+    _fork_context = context
     return context
 
 
@@ -425,6 +517,8 @@ def stop_fork_server() -> None:
     """
     from multiprocessing import forkserver
 
+    global _fork_context
+    _fork_context = None
     server = forkserver._forkserver
     pid = getattr(server, "_forkserver_pid", None)
     if pid is None:
@@ -438,15 +532,15 @@ def stop_fork_server() -> None:
 def local_executor(n_workers: int):
     """The loky executor of this process, started if need be (it is reused while its settings hold).
 
-    Its workers are forked from the fork server (:func:`start_fork_server`),
-    get their share of threads for OpenMP and BLAS, and watch that their
-    runner is alive.
+    Its workers are forked from the fork server when one runs
+    (:func:`start_fork_server`), else started by loky; they get their share
+    of threads for OpenMP and BLAS, and watch that their runner is alive.
     """
     from joblib.externals.loky import get_reusable_executor
 
     env = _thread_env(n_workers)
     return get_reusable_executor(max_workers=n_workers, env=env, timeout=60, kill_workers=True,
-                                 context=start_fork_server(), initializer=_init_worker,
+                                 context=_fork_context, initializer=_init_worker,
                                  initargs=(os.getpid(), env))
 
 
@@ -488,6 +582,11 @@ class LocalPool:
 
     def submit(self, fn, *args):
         return self._executor.submit(fn, *args)
+
+    def forget(self, estimator_blob: bytes) -> None:
+        """Delete the transformed folds of a family whose candidates are all done."""
+        for fold_file in Path(self._tmp).glob(preprocessed_name(estimator_blob, "*") + "*"):
+            fold_file.unlink(missing_ok=True)
 
     def wait(self, futures, timeout: float):
         done, _ = concurrent.futures.wait(
@@ -745,6 +844,9 @@ class DaskPool:
             logger.warning("the dask workers run scikit-learn %s, this runner %s: results and saved "
                            "estimators follow the workers' version", remote, sklearn.__version__)
 
+    def forget(self, estimator_blob: bytes) -> None:
+        """Nothing to do: each worker keeps a bounded number of transformed folds in memory."""
+
     def submit(self, fn, *args):
         if self._client.status in ("closing", "closed"):
             self._check_connected()
@@ -976,16 +1078,6 @@ def run(config: RunConfig) -> RunReport:
     subclass) for anything the user must fix, and never leaves the state file
     worse than it found it.
     """
-    # first: the server's imports overlap this process's own
-    forked = config.scheduler is None and start_fork_server() is not None
-    try:
-        return _checked_run(config)
-    finally:
-        if forked:
-            stop_fork_server()
-
-
-def _checked_run(config: RunConfig) -> RunReport:
     from sklearn.metrics import get_scorer_names
 
     if config.scoring is not None and config.scoring not in get_scorer_names():
@@ -1252,6 +1344,7 @@ class _Runner:
                     if len(folds) == self.config.cv:
                         self._store_candidate(fam, task, folds)
                         if len(fam.entry["candidates"]) == len(fam.candidates):
+                            pool.forget(fam.blob)
                             refit_task = self._complete(fam)
                             if refit_task is not None:
                                 queue.appendleft(refit_task)
@@ -1766,20 +1859,19 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
     if n_jobs == 0:
         raise click.BadParameter("0 workers cannot run anything; use -1 for all cores",
                                  param_hint="--n-jobs")
-    if scheduler is None:  # before any import of scikit-learn here, which it overlaps (run() keeps it)
+    if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
         start_fork_server()
     try:
         _check_scoring(scoring)
-    except click.BadParameter:
-        stop_fork_server()
-        raise
-    config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
-                       max_time, restart, redo_changed, scheduler,
-                       progress=not ctx.obj["quiet"])
-    from tqdm.contrib.logging import logging_redirect_tqdm
+        config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
+                           max_time, restart, redo_changed, scheduler,
+                           progress=not ctx.obj["quiet"])
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with logging_redirect_tqdm():
-        report = run(config)
+        with logging_redirect_tqdm():
+            report = run(config)
+    finally:
+        stop_fork_server()
     _print_table(status_rows(read_state(state_path)), selected=report.families)
     if report.stopped:
         click.echo(f"stopped early ({report.stopped}); progress is saved in {state_path}; "

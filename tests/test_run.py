@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, assert_same_as_gridsearch, reference, search_cmd
+from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, search_cmd
 
 import search
 import state
@@ -350,3 +350,22 @@ def test_a_grid_with_a_score_function_resumes(tmp_path):
     assert first.returncode == 0, first.stderr
     again = subprocess.run(search_cmd(*args), capture_output=True, text=True, cwd=tmp_path)
     assert again.returncode == 0, again.stderr  # same grid in a new process: nothing "changed"
+
+
+def test_shared_preprocessing_is_fitted_once_per_fold_and_equals_gridsearchcv(tmp_path, monkeypatch):
+    """Candidates that differ only in a pipeline's last step share its fitted preprocessing."""
+    log = tmp_path / "fits.log"
+    monkeypatch.setenv("SEARCH_TEST_FIT_LOG", str(log))
+    path = tmp_path / "s.pkl"
+    done = run_search(["-q", "run", "--grids", str(GRIDS / "shared_prep.py"), "--state", str(path),
+                       "--n-jobs", "2"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    # 8 candidates x 5 folds would fit the scaler 40 times, plus the refit. Shared, each fold is
+    # fitted once (twice at most, when both workers need a fold at the same moment).
+    fits = log.read_text().splitlines()
+    assert 5 + 1 <= len(fits) <= 2 * 5 + 1, len(fits)
+    assert len(set(fits)) >= 2  # both workers took part, and still did not fit it again
+    monkeypatch.delenv("SEARCH_TEST_FIT_LOG")
+    data = state.load(path)
+    for name, ref in reference(GRIDS / "shared_prep.py").items():
+        assert_same_as_gridsearch(data["families"][name], ref)
