@@ -13,7 +13,7 @@ each stored as ``state.Pickled`` as the runner stores them, then measures:
    estimator (it must not);
 3. a plain ``pickle.load`` in a fresh interpreter: it returns the full dict with
    the estimators themselves, not wrappers;
-4. ``state.load`` eager and lazy (the runner opens the state eagerly on every
+4. ``state.load`` eager and lazy (the runner opens the state lazily on every
    resume).
 
 Usage::
@@ -41,6 +41,7 @@ import cloudpickle
 import numpy as np
 import psutil
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.model_selection import ParameterGrid
 from sklearn.neighbors import KNeighborsClassifier
 
 HERE = Path(__file__).resolve().parent
@@ -94,7 +95,7 @@ def build_state(total_bytes: int, n_families: int) -> tuple[dict, dict]:
             grid = {"n_bytes": [per_family, per_family // 2, per_family // 4, per_family // 8]}
         kinds[name] = type(estimator).__name__
         records = []
-        for params in search.ParameterGrid(grid):
+        for params in ParameterGrid(grid):
             records.append({"params": params, "test_scores": list(rng.random(5)), "fit_times": list(rng.random(5)),
                             "score_times": list(rng.random(5) / 10), "errors": [None] * 5})
         results = search.cv_results(records, 5)
@@ -321,7 +322,7 @@ def print_report(r: dict, opts, kinds: dict) -> None:
           f"{r['plain_load_unpickled_bigarraymodels']} BigArrayModels unpickled "
           f"(full dict: {'PASS' if full else 'FAIL'})")
     print(f"state.load eager {r['state_load_eager_s']:.2f} s, lazy {r['state_load_lazy_s']:.2f} s "
-          f"(the runner loads eagerly when it opens a state to resume)")
+          f"(the runner loads lazily when it opens a state to resume: estimators stay bytes)")
     print("search status output:\n" + r["status_output"])
 
 
