@@ -8,12 +8,15 @@ The loop, in one paragraph: every selected family's parameter grid is expanded
 with :class:`~sklearn.model_selection.ParameterGrid`; every candidate (one
 parameter combination) is keyed by a hash of its canonical parameters, and
 every (candidate, fold) pair not yet in the state file becomes a task. Tasks
-run in a pool of worker processes (loky locally, dask on a cluster) that
-received the data and the CV splits once. When all folds of a candidate are
-in, the candidate is recorded; checkpoints are paced so saving costs at most
-about 2% of the wall time, and are forced at the end of every family and on
-exit. When every candidate of a family is in, its best candidate is refit on
-all the data as one more task, and the family is done.
+run in a pool of worker processes (loky locally, forked from a server that
+imported scikit-learn while the runner started; dask on a cluster) that
+received the data and the CV splits once; a pipeline whose searched
+parameters all belong to its last step has its preprocessing fitted once per
+fold and shared. Every finished fold is kept in the state; checkpoints are
+paced so saving costs at most about 2% of the wall time, and are forced at
+the end of every family and on exit. When all folds of a candidate are in,
+the candidate is recorded; when every candidate of a family is in, its best
+candidate is refit on all the data as one more task, and the family is done.
 """
 
 from __future__ import annotations
