@@ -124,6 +124,24 @@ def test_a_kill_keeps_the_finished_folds_of_an_unfinished_candidate(tmp_path):
     assert_same_as_gridsearch(final["families"]["rf"], reference(GRIDS / "long_folds.py")["rf"])
 
 
+def test_a_worker_killed_mid_search_is_replaced_and_results_equal_gridsearchcv(tmp_path):
+    """The OOM killer takes a worker, not the runner: the fits it held run again on a new worker."""
+    path = tmp_path / "s.pkl"
+    args = ["run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
+    proc = start(args, tmp_path)
+    wait_for_progress(path, proc, candidates=2)
+    runner = psutil.Process(proc.pid)
+    workers = [w for child in runner.children() for w in child.children()]  # forked by the fork server
+    assert workers, [c.cmdline() for c in runner.children()]
+    workers[0].send_signal(signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "lost work" in err and "running it again" in err
+    data = state.load(path)
+    for name, ref in reference(GRIDS / "slow.py").items():
+        assert_same_as_gridsearch(data["families"][name], ref)
+
+
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
 def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame):
     """A cluster's time limit or pre-emption: stop dispatching, save, exit 3, no worker left."""
