@@ -1465,9 +1465,12 @@ class _Runner:
         self._dirty = True
 
     def _describe(self, fam: _Family) -> str:
-        scores = [f.entry["best_score"] for f in self.families if "best_score" in f.entry]
-        best = f" best {max(scores):.4f}" if scores else ""
-        return f"{fam.name}{best}"
+        """The bar's label: the family just advanced, and the best score so far with its family."""
+        scores = [(f.entry["best_score"], f.name) for f in self.families if "best_score" in f.entry]
+        if not scores:
+            return fam.name
+        score, name = max(scores, key=lambda pair: pair[0])
+        return f"{fam.name} (best so far: {name} {score:.4f})"
 
     def _metric(self) -> str:
         return self.config.scoring or "score"
