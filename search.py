@@ -370,7 +370,7 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
     with _PREPROCESSED_LOCK:  # dask workers may run several tasks at once, in threads
         if name in _WORKER_PREPROCESSED:
             _WORKER_PREPROCESSED.move_to_end(name)
-            return _WORKER_PREPROCESSED[name][0]
+            return _private(_WORKER_PREPROCESSED[name][0])
     path = os.path.join(os.path.dirname(data_ref), name) if isinstance(data_ref, str) else None
     pair = size = None
     if path is not None:
@@ -380,7 +380,7 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
         pair = (prefix.fit_transform(X_train, y_train), prefix.transform(X_test))
         size = sum(map(_nbytes, pair))
         if size > _PREPROCESSED_LARGEST:
-            return pair
+            return pair  # not kept: nobody else sees these
         if path is not None:  # written whole, then renamed: another worker sees all of it or nothing
             temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
             joblib.dump(pair, temp)
@@ -389,7 +389,20 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
         _WORKER_PREPROCESSED[name] = (pair, size)
         while sum(s for _, s in _WORKER_PREPROCESSED.values()) > _PREPROCESSED_IN_MEMORY:
             _WORKER_PREPROCESSED.popitem(last=False)
-    return pair
+    return _private(pair)
+
+
+def _private(pair):
+    """Copies of kept transformed rows: a last step that changes its input in place (``copy=False``)
+    must not change them for the next candidate. A copy costs little next to the preprocessing."""
+    import numpy as np
+
+    def private(rows):
+        if isinstance(rows, np.ndarray):
+            return np.array(rows)  # memory-mapped or not: a writeable array of this task's own
+        return rows.copy() if hasattr(rows, "copy") else rows  # data frames, sparse matrices
+
+    return tuple(map(private, pair))
 
 
 def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) -> dict:
