@@ -34,6 +34,7 @@ cloudpickle.register_pickle_by_value(sys.modules[__name__])
 QUICK = str(GRIDS / "quick.py")
 SLOW = str(GRIDS / "dask_slow.py")
 WIDE = str(GRIDS / "dask_wide.py")
+SHARED = str(GRIDS / "shared_prep.py")
 
 
 # ------------------------------------------------------------------ the cluster
@@ -197,6 +198,14 @@ def test_cluster_run_equals_gridsearchcv(tmp_path, cluster):
     status = invoke("status", "--state", str(path), "--json")
     assert status.exit_code == 0
     assert {f["status"] for f in json.loads(status.output)["families"]} == {"done"}
+
+
+def test_shared_preprocessing_on_the_cluster_equals_gridsearchcv(tmp_path, cluster):
+    """On a cluster each worker keeps transformed folds in its memory (no shared folder)."""
+    path = tmp_path / "s.pkl"
+    done = run_search(run_args(path, SHARED, cluster.address), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_equals_gridsearch(path, SHARED)
 
 
 def test_data_goes_to_each_worker_once_not_with_every_task(tmp_path, cluster, monkeypatch):
