@@ -161,6 +161,7 @@ def test_missing_target_column_names_the_columns(tmp_path):
     assert "Did you mean 'label'?" in result.output
 
 
+@pytest.mark.filterwarnings("ignore::search.FitFailedWarningGroup")  # its text: the next test
 def test_failing_candidates_get_nan_and_a_failed_family_exits_1(tmp_path):
     path = tmp_path / "s.pkl"
     result = invoke("run", "--state", str(path), "--grids", str(GRIDS / "failing.py"))
