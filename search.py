@@ -383,8 +383,12 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
             return pair  # not kept: nobody else sees these
         if path is not None:  # written whole, then renamed: another worker sees all of it or nothing
             temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            joblib.dump(pair, temp)
-            os.replace(temp, path)
+            try:
+                joblib.dump(pair, temp)
+                os.replace(temp, path)
+            except OSError:  # a full disk costs the sharing between workers, never the fit
+                with contextlib.suppress(OSError):
+                    os.unlink(temp)
     with _PREPROCESSED_LOCK:
         _WORKER_PREPROCESSED[name] = (pair, size)
         while sum(s for _, s in _WORKER_PREPROCESSED.values()) > _PREPROCESSED_IN_MEMORY:

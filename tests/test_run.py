@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, search_cmd
+from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, search_cmd, start
 
 import search
 import state
@@ -370,3 +370,18 @@ def test_shared_preprocessing_is_fitted_once_per_fold_and_equals_gridsearchcv(tm
     data = state.load(path)
     for name, ref in reference(GRIDS / "shared_prep.py").items():
         assert_same_as_gridsearch(data["families"][name], ref)
+
+
+def test_a_full_disk_costs_the_sharing_not_the_fits(tmp_path):
+    """Transformed folds that cannot be written (here a real EFBIG) are kept in memory; no fit fails."""
+    import resource
+
+    def small_files():  # files of at most 1 MiB: the data and the state fit, a transformed fold does not
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2**20, 2**20))
+
+    path = tmp_path / "s.pkl"
+    proc = start(["-q", "run", "--grids", str(GRIDS / "wide_prep.py"), "--state", str(path), "--n-jobs", "2"],
+                 tmp_path, preexec_fn=small_files)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert_same_as_gridsearch(state.load(path)["families"]["poly_lr"], reference(GRIDS / "wide_prep.py")["poly_lr"])
