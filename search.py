@@ -597,7 +597,13 @@ class LocalPool:
         import joblib
 
         path = os.path.join(self._tmp, "data.joblib")
-        joblib.dump(data, path)
+        try:
+            joblib.dump(data, path)
+        except OSError as exc:
+            raise SearchError(
+                f"could not write the data for the workers to {path}: {exc.strerror or exc}; free space "
+                f"there, or point TMPDIR at a disk with room (the data takes about as much as in memory)"
+            ) from None
         self.data_ref = path
 
     def submit(self, fn, *args):
@@ -1377,8 +1383,17 @@ class _Runner:
             bar.close()
             pool.close(kill=True)  # idle workers go at once; on a stop, so do fits in flight
             self.report.stopped = self._stop.reason
-            self._save()
+            self._final_save(failing=sys.exc_info()[1])
         return self._finish(start)
+
+    def _final_save(self, failing: BaseException | None) -> None:
+        """Save what finished; when the run is already failing, its error stays the one reported."""
+        try:
+            self._save()
+        except state.StateError as error:
+            if failing is None:
+                raise
+            logger.error("%s", error)
 
     def _make_pool(self):
         if self.config.scheduler:

@@ -385,3 +385,25 @@ def test_a_full_disk_costs_the_sharing_not_the_fits(tmp_path):
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert_same_as_gridsearch(state.load(path)["families"]["poly_lr"], reference(GRIDS / "wide_prep.py")["poly_lr"])
+
+
+def test_no_room_for_the_workers_data_is_a_clear_error_and_keeps_the_state(tmp_path):
+    """The data goes to a temporary folder for the workers; a full disk there says where and what to do."""
+    import resource
+
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", str(GRIDS / "big_data.py"), "--state", str(path)]
+    assert run_search([*args, "--families", "nb"], tmp_path).returncode == 0
+    saved = state.load(path)["families"]["nb"]
+    assert path.stat().st_size < 300_000
+
+    def small_files():  # the state file fits, the data for the workers (0.8 MB) does not: a real EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    proc = start(args, tmp_path, preexec_fn=small_files)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err
+    assert "could not write the data for the workers to" in err and "TMPDIR" in err, err
+    assert "Traceback" not in err
+    kept = state.load(path)["families"]["nb"]
+    assert kept["status"] == "done" and kept["candidates"] == saved["candidates"]
