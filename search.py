@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import functools
 import gc
 import hashlib
 import logging
@@ -48,6 +49,7 @@ import click
 
 import state
 from state import FORMAT_VERSION, Pickled, SearchError, StateMismatch
+from state._store import _process_alive
 
 __all__ = [
     "RunConfig",
@@ -257,13 +259,9 @@ def _watch_runner(runner_pid: int) -> None:
         except ProcessLookupError:
             os._exit(1)
         except (AttributeError, OSError):  # no pidfd here: poll
-            while True:
-                with contextlib.suppress(PermissionError):
-                    try:
-                        os.kill(runner_pid, 0)
-                    except ProcessLookupError:
-                        os._exit(1)
+            while _process_alive(runner_pid):
                 time.sleep(0.2)
+            os._exit(1)
         import select
 
         select.select([fd], [], [])  # readable once the runner has exited
@@ -568,14 +566,8 @@ def _remove_orphaned_data() -> None:
     """Remove the data folders of runners that were killed before they could clean up."""
     for folder in Path(tempfile.gettempdir()).glob("search-data-*-*"):
         pid = folder.name.split("-")[2]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and not _process_alive(int(pid)):  # alive, or someone else's: kept
             shutil.rmtree(folder, ignore_errors=True)
-        except OSError:
-            pass  # alive, or someone else's
 
 
 class LocalPool:
@@ -1031,6 +1023,7 @@ class RunReport:
     save_time: float = 0.0
     saves: int = 0
     tasks_run: int = 0
+    status: list[dict] = field(default_factory=list)  # status_rows() of the state as saved last
 
 
 def parse_duration(text: str) -> float:
@@ -1531,6 +1524,7 @@ class _Runner:
             if fam.entry["status"] == "done":
                 self.report.done.append(fam.name)
         self.report.wall_time = time.monotonic() - start
+        self.report.status = status_rows(self.state)
         return self.report
 
 
@@ -1847,9 +1841,7 @@ def cli(ctx, verbose, quiet):
     _exit_quickly()
 
 
-_exit_quickly_registered = False
-
-
+@functools.cache
 def _exit_quickly() -> None:
     """Make this process's exit skip the collection of everything imported.
 
@@ -1859,13 +1851,9 @@ def _exit_quickly() -> None:
     Frozen objects are left to the operating system; nothing of ours needs a
     finalizer then (files are closed and the state is saved and fsynced).
     """
-    global _exit_quickly_registered
-    if not _exit_quickly_registered:
-        import atexit
-        import gc
+    import atexit
 
-        atexit.register(gc.freeze)
-        _exit_quickly_registered = True
+    atexit.register(gc.freeze)
 
 
 @cli.command("run")
@@ -1910,7 +1898,7 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
             report = run(config)
     finally:
         stop_fork_server()
-    _print_table(status_rows(read_state(state_path)), selected=report.families)
+    _print_table(report.status, selected=report.families)
     if report.stopped:
         click.echo(f"stopped early ({report.stopped}); progress is saved in {state_path}; "
                    "run the same command to resume", err=True)
