@@ -1088,6 +1088,8 @@ class _Task:
     params: dict
     fold: int = -1
     attempts: int = 0
+    early: bool = False  # a refit of the likely best, started before the family's last folds end
+    result: dict | None = None  # an early refit's result, kept until the family's best is known
 
 
 def run(config: RunConfig) -> RunReport:
@@ -1143,6 +1145,7 @@ class _Runner:
         self._stop = stop
         self._dirty = False
         self._next_save = 0.0
+        self._early: dict[str, _Task] = {}  # family -> its early refit
         self.state = self._open_state(grids)
         self.families = self._prepare_families(grids)
 
@@ -1326,6 +1329,8 @@ class _Runner:
                         fut = pool.submit(fit_fold, pool.data_ref, fam.blob, task.params,
                                           task.fold, self.config.scoring)
                     inflight[fut] = task
+                if not queue and not self._stop and len(inflight) < pool.n_workers:
+                    self._start_early_refits(pool, inflight)
                 if self._stop or not inflight:
                     if queue and not self._stop:
                         self._stop.reason = "max-time"
@@ -1334,7 +1339,9 @@ class _Runner:
                     self._stop.reason = "max-time"
                     break
                 for fut in pool.wait(list(inflight), timeout=0.25):
-                    task = inflight.pop(fut)
+                    task = inflight.pop(fut, None)
+                    if task is None:  # a wrong early refit, dropped by a fold of this same batch
+                        continue
                     try:
                         result = fut.result()
                     except BaseException as exc:  # noqa: BLE001 - classified just below
@@ -1353,6 +1360,9 @@ class _Runner:
                                   "error": "".join(traceback.format_exception(exc))}
                     fam = fams[task.family]
                     self.report.tasks_run += 1
+                    if task.early:  # the family's best is not known yet: kept until it is
+                        task.result = result
+                        continue
                     if task.key is None:
                         self._store_refit(fam, result)
                         self._save()  # always at the end of a family
@@ -1365,10 +1375,10 @@ class _Runner:
                         if len(fam.entry["candidates"]) == len(fam.candidates):
                             pool.forget(fam.blob)
                             refit_task = self._complete(fam)
-                            if refit_task is not None:
-                                queue.appendleft(refit_task)
-                            else:
+                            if refit_task is None:
                                 self._save()
+                            elif not self._adopt_early(fam, refit_task, inflight):
+                                queue.appendleft(refit_task)
                         bar.set_description(self._describe(fam))
                 self._maybe_save()
         finally:
@@ -1414,8 +1424,60 @@ class _Runner:
     def _retry(self, lost: list[_Task], pool) -> list[_Task]:
         for t in lost:
             t.attempts += 1
+            if t.early:  # a guess, not work owed: forgotten, and guessed again if a worker idles
+                self._early.pop(t.family, None)
         pool.recover()
-        return list(reversed(lost))
+        return [t for t in reversed(lost) if not t.early]
+
+    # ---- early refits
+
+    def _start_early_refits(self, pool, inflight: dict) -> None:
+        """Refit the likely best of families whose last folds run, on workers that have nothing else to do.
+
+        Only at the end of a run: every other task is done or running, so
+        the guess costs nothing but an idle worker's time. When the family's
+        best turns out to be the candidate guessed, its refit is done or
+        under way when the last fold ends; otherwise the real refit starts
+        then as it always did, and the guess is dropped.
+        """
+        for fam in self.families:
+            if len(inflight) >= pool.n_workers:
+                return
+            if fam.name in self._early or fam.entry["status"] not in ("pending", "partial") \
+                    or any(t.family == fam.name and t.key is None for t in inflight.values()):
+                continue
+            params = self._likely_best(fam)
+            if params is None:
+                continue
+            task = self._early[fam.name] = _Task(fam.name, None, params, early=True)
+            inflight[pool.submit(refit, pool.data_ref, fam.blob, params)] = task
+            logger.debug("%s: refitting the likely best %s while its last folds run", fam.name, params)
+
+    def _likely_best(self, fam: _Family) -> dict | None:
+        """The candidate with the best mean score over its folds finished so far (first one on ties)."""
+        best, best_mean = None, -math.inf
+        for key, params in zip(fam.keys, fam.candidates):
+            done = fam.entry["candidates"].get(key)
+            scores = done["test_scores"] if done else [r["score"] for r in fam.entry["folds"].get(key, {}).values()]
+            if scores and not any(map(math.isnan, scores)) and math.fsum(scores) / len(scores) > best_mean:
+                best, best_mean = params, math.fsum(scores) / len(scores)
+        return best
+
+    def _adopt_early(self, fam: _Family, refit_task: _Task, inflight: dict) -> bool:
+        """Use the family's early refit if it is of its best candidate; whether it was."""
+        early = self._early.pop(fam.name, None)
+        if early is None:
+            return False
+        if candidate_key(early.params) != candidate_key(refit_task.params):
+            for fut, t in list(inflight.items()):
+                if t is early:  # a wrong guess: not waited for; closing the pool ends it
+                    del inflight[fut]
+            return False
+        early.early = False
+        if early.result is not None:  # already done
+            self._store_refit(fam, early.result)
+            self._save()  # always at the end of a family
+        return True  # else in flight, and its result is stored as the refit's when it comes
 
     def _fits(self, task, fold_times, deadline) -> bool:
         seen = fold_times.get(task.family)

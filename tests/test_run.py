@@ -407,3 +407,34 @@ def test_no_room_for_the_workers_data_is_a_clear_error_and_keeps_the_state(tmp_p
     assert "Traceback" not in err
     kept = state.load(path)["families"]["nb"]
     assert kept["status"] == "done" and kept["candidates"] == saved["candidates"]
+
+
+@pytest.mark.parametrize(("case", "best"), [("right", "b"), ("wrong", "a")])
+def test_the_last_refit_starts_while_the_last_fold_runs(tmp_path, monkeypatch, case, best):
+    """A worker with nothing left to do refits the likely best; a wrong guess is dropped, not waited for."""
+    from conftest import import_file
+    from sklearn.model_selection import GridSearchCV
+
+    log = tmp_path / "fits.log"
+    monkeypatch.setenv("SEARCH_TEST_FIT_LOG", str(log))
+    path, grids = tmp_path / "s.pkl", GRIDS / "early_refit.py"
+    done = run_search(["-q", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "2",
+                       "--families", case], tmp_path)
+    assert done.returncode == 0, done.stderr
+    events = [line.split() for line in log.read_text().splitlines()]
+    at = {(event, which, fold): float(t) for event, which, fold, t in events}
+    assert len(at) == len(events)  # no fit ran twice
+    refits = [which for event, which, fold, _ in events if event == "start" and fold == "all"]
+    last_fold_end = at[("end", "b", "1")]
+    assert at[("start", "b", "all")] < last_fold_end  # b, best so far, refitted while its last fold ran
+    if case == "right":
+        assert refits == ["b"]  # b is the best: that refit is the family's
+    else:
+        assert refits == ["b", "a"] and at[("start", "a", "all")] >= last_fold_end
+        assert ("end", "b", "all") not in at  # the run ended without waiting for b's 5 s refit
+    monkeypatch.delenv("SEARCH_TEST_FIT_LOG")
+    module = import_file(grids)
+    estimator, grid = module.FAMILIES[case]
+    assert_same_as_gridsearch(state.load(path)["families"][case],
+                              GridSearchCV(estimator, grid, cv=2).fit(*module.load_data()))
+    assert search.load_best(str(path), case).which == best
