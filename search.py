@@ -1470,8 +1470,9 @@ class _Runner:
             return False
         if candidate_key(early.params) != candidate_key(refit_task.params):
             for fut, t in list(inflight.items()):
-                if t is early:  # a wrong guess: not waited for; closing the pool ends it
+                if t is early:  # a wrong guess: not waited for; cancelled, or ended by closing the pool
                     del inflight[fut]
+                    fut.cancel()
             return False
         early.early = False
         if early.result is not None:  # already done

@@ -22,6 +22,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 from conftest import GRIDS, HERE, assert_same_as_gridsearch, import_file, reference, run_search, start
+from sklearn.model_selection import GridSearchCV
 
 import search
 import state
@@ -206,6 +207,20 @@ def test_shared_preprocessing_on_the_cluster_equals_gridsearchcv(tmp_path, clust
     done = run_search(run_args(path, SHARED, cluster.address), tmp_path)
     assert done.returncode == 0, done.stderr
     assert_equals_gridsearch(path, SHARED)
+
+
+def test_a_wrong_early_refit_on_the_cluster_is_dropped_for_the_best(tmp_path, cluster):
+    """The likely best ("b", see the grids file) is refitted early, but "a" is the best: "a" is stored."""
+    grids = str(GRIDS / "early_refit.py")
+    path = tmp_path / "s.pkl"
+    done = run_search(run_args(path, grids, cluster.address, "--cv", "2", "--families", "wrong", "-vv"), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "wrong: refitting the likely best {'which': 'b'} while its last folds run" in done.stderr
+    module = import_file(Path(grids))
+    estimator, grid = module.FAMILIES["wrong"]
+    assert_same_as_gridsearch(state.load(path)["families"]["wrong"],
+                              GridSearchCV(estimator, grid, cv=2).fit(*module.load_data()))
+    assert search.load_best(str(path), "wrong").which == "a"
 
 
 def test_data_goes_to_each_worker_once_not_with_every_task(tmp_path, cluster, monkeypatch):

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, search_cmd, start
+from conftest import GRIDS, assert_same_as_gridsearch, import_file, reference, run_search, search_cmd, start
+from sklearn.model_selection import GridSearchCV
 
 import search
 import state
@@ -412,9 +413,6 @@ def test_no_room_for_the_workers_data_is_a_clear_error_and_keeps_the_state(tmp_p
 @pytest.mark.parametrize(("case", "best"), [("right", "b"), ("wrong", "a")])
 def test_the_last_refit_starts_while_the_last_fold_runs(tmp_path, monkeypatch, case, best):
     """A worker with nothing left to do refits the likely best; a wrong guess is dropped, not waited for."""
-    from conftest import import_file
-    from sklearn.model_selection import GridSearchCV
-
     log = tmp_path / "fits.log"
     monkeypatch.setenv("SEARCH_TEST_FIT_LOG", str(log))
     path, grids = tmp_path / "s.pkl", GRIDS / "early_refit.py"
