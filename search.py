@@ -1375,10 +1375,12 @@ class _Runner:
                         if len(fam.entry["candidates"]) == len(fam.candidates):
                             pool.forget(fam.blob)
                             refit_task = self._complete(fam)
-                            if refit_task is None:
-                                self._save()
-                            elif not self._adopt_early(fam, refit_task, inflight):
+                            if self._adopt_early(fam, refit_task, inflight):
+                                pass  # its refit is done, or under way
+                            elif refit_task is not None:
                                 queue.appendleft(refit_task)
+                            else:
+                                self._save()
                         bar.set_description(self._describe(fam))
                 self._maybe_save()
         finally:
@@ -1463,12 +1465,12 @@ class _Runner:
                 best, best_mean = params, math.fsum(scores) / len(scores)
         return best
 
-    def _adopt_early(self, fam: _Family, refit_task: _Task, inflight: dict) -> bool:
-        """Use the family's early refit if it is of its best candidate; whether it was."""
+    def _adopt_early(self, fam: _Family, refit_task: _Task | None, inflight: dict) -> bool:
+        """Use the family's early refit if it is of its best candidate (None: the family failed); whether it was."""
         early = self._early.pop(fam.name, None)
         if early is None:
             return False
-        if candidate_key(early.params) != candidate_key(refit_task.params):
+        if refit_task is None or candidate_key(early.params) != candidate_key(refit_task.params):
             for fut, t in list(inflight.items()):
                 if t is early:  # a wrong guess: not waited for; cancelled, or ended by closing the pool
                     del inflight[fut]

@@ -436,3 +436,17 @@ def test_the_last_refit_starts_while_the_last_fold_runs(tmp_path, monkeypatch, c
     assert_same_as_gridsearch(state.load(path)["families"][case],
                               GridSearchCV(estimator, grid, cv=2).fit(*module.load_data()))
     assert search.load_best(str(path), case).which == best
+
+
+def test_an_early_refit_of_a_family_that_then_fails_is_not_waited_for(tmp_path, monkeypatch):
+    """b's first fold made it the likely best; its last fold fails, and so the whole family."""
+    log = tmp_path / "fits.log"
+    monkeypatch.setenv("SEARCH_TEST_FIT_LOG", str(log))
+    path = tmp_path / "s.pkl"
+    done = run_search(["-q", "run", "--grids", str(GRIDS / "early_refit.py"), "--state", str(path), "--cv", "2",
+                       "--n-jobs", "2", "--families", "fails"], tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "failed: fails (see `search status`)" in done.stderr
+    events = {tuple(line.split()[:3]) for line in log.read_text().splitlines()}
+    assert ("start", "b", "all") in events and ("end", "b", "all") not in events
+    assert state.load(path)["families"]["fails"]["status"] == "failed"
