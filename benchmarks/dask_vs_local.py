@@ -176,16 +176,13 @@ def data_flow(address: str, client, grids: Path, cv: int, workdir: Path) -> str:
     seen = client.run(arrivals, shared["key"])
     scattered = sum(s for s, _ in seen.values())
     served = [b for _, bs in seen.values() for b in bs]
-    cloudpickle.register_pickle_by_value(search)  # what `python -m search` sends: its functions by value
-    by_value = len(cloudpickle.dumps((search.fit_fold, search.DaskPool._Ref(shared["key"]))))
     n = len(payloads)
     return "\n".join([
         f"data: {shared['size']:,} bytes pickled (X, y and the CV test indices)",
         f"  scattered {scattered}x ({shared['size']:,} bytes) and sent worker to worker {len(served)}x "
         f"({sum(served):,} bytes): {scattered + len(served)} copies for {len(seen)} workers",
         f"tasks: {n}, arguments {statistics.median(payloads):,.0f} bytes median, {max(payloads):,} max, "
-        f"{sum(payloads):,} in all (functions by reference: the `search` console script)",
-        f"  run as `python -m search`, functions go by value: {by_value:,} bytes more per task",
+        f"{sum(payloads):,} in all (functions by reference, from `search` or `python -m search` alike)",
         f"the data with every task instead: {n * shared['size']:,} bytes",
     ])
 
