@@ -1099,13 +1099,9 @@ def run(config: RunConfig) -> RunReport:
     subclass) for anything the user must fix, and never leaves the state file
     worse than it found it.
     """
-    from sklearn.metrics import get_scorer_names
-
-    if config.scoring is not None and config.scoring not in get_scorer_names():
-        raise SearchError(
-            f"--scoring {config.scoring!r} is not a scikit-learn scorer; expected one of "
-            f"{', '.join(sorted(get_scorer_names()))}"
-        )
+    unknown = _unknown_scoring(config.scoring)
+    if unknown:
+        raise SearchError(f"--scoring {unknown}")
     if config.cv < 2:
         raise SearchError(f"--cv {config.cv} must be at least 2")
     with _Stop().on_signals() as stop:  # from here on, a stop signal means exit 3, not death
@@ -1373,14 +1369,7 @@ class _Runner:
                     if len(folds) == self.config.cv:
                         self._store_candidate(fam, task, folds)
                         if len(fam.entry["candidates"]) == len(fam.candidates):
-                            pool.forget(fam.blob)
-                            refit_task = self._complete(fam)
-                            if self._adopt_early(fam, refit_task, inflight):
-                                pass  # its refit is done, or under way
-                            elif refit_task is not None:
-                                queue.appendleft(refit_task)
-                            else:
-                                self._save()
+                            self._candidates_done(fam, pool, queue, inflight)
                         bar.set_description(self._describe(fam))
                 self._maybe_save()
         finally:
@@ -1423,6 +1412,17 @@ class _Runner:
             return [refit_task] if refit_task else []
         return tasks
 
+    def _candidates_done(self, fam: _Family, pool, queue: collections.deque, inflight: dict) -> None:
+        """Every candidate of ``fam`` is in: its refit next (unless an early one is of its best), or failed."""
+        pool.forget(fam.blob)
+        refit_task = self._complete(fam)
+        if self._adopt_early(fam, refit_task, inflight):
+            return  # its refit is done, or under way
+        if refit_task is not None:
+            queue.appendleft(refit_task)
+        else:
+            self._save()
+
     def _retry(self, lost: list[_Task], pool) -> list[_Task]:
         for t in lost:
             t.attempts += 1
@@ -1461,8 +1461,11 @@ class _Runner:
         for key, params in zip(fam.keys, fam.candidates):
             done = fam.entry["candidates"].get(key)
             scores = done["test_scores"] if done else [r["score"] for r in fam.entry["folds"].get(key, {}).values()]
-            if scores and not any(map(math.isnan, scores)) and math.fsum(scores) / len(scores) > best_mean:
-                best, best_mean = params, math.fsum(scores) / len(scores)
+            if not scores or any(map(math.isnan, scores)):
+                continue
+            mean = math.fsum(scores) / len(scores)
+            if mean > best_mean:
+                best, best_mean = params, mean
         return best
 
     def _adopt_early(self, fam: _Family, refit_task: _Task | None, inflight: dict) -> bool:
@@ -1833,17 +1836,22 @@ class _Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-def _check_scoring(value) -> None:
-    """``--scoring`` names a scikit-learn scorer (checked in the command: the check imports scikit-learn)."""
+def _unknown_scoring(value) -> str | None:
+    """What is wrong with a ``--scoring`` value that names no scikit-learn scorer (None: nothing)."""
     if value is None:
-        return
+        return None
     from sklearn.metrics import get_scorer_names
 
-    if value not in get_scorer_names():
-        raise click.BadParameter(
-            f"{value!r} is not a scikit-learn scorer; expected one of "
-            f"{', '.join(sorted(get_scorer_names()))}", param_hint="--scoring"
-        )
+    if value in get_scorer_names():
+        return None
+    return f"{value!r} is not a scikit-learn scorer; expected one of {', '.join(sorted(get_scorer_names()))}"
+
+
+def _check_scoring(value) -> None:
+    """``--scoring`` names a scikit-learn scorer (checked in the command: the check imports scikit-learn)."""
+    unknown = _unknown_scoring(value)
+    if unknown:
+        raise click.BadParameter(unknown, param_hint="--scoring")
 
 
 def _family_list(ctx, param, value):
