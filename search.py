@@ -407,8 +407,67 @@ def _private(pair):
     return tuple(map(private, pair))
 
 
-def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) -> dict:
-    """Fit one candidate on one training fold and score it on the test fold.
+# Forests whose trees take their seeds in sequence from an integer random_state: grown by warm start
+# to more trees, one of them holds exactly the trees of a forest fitted whole to that size.
+_FORESTS = frozenset(f"sklearn.ensemble._forest.{name}" for name in (
+    "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"))
+
+
+def forest_size(estimator, params: dict) -> str | None:
+    """The name in ``params`` of the forest's ``n_estimators``, when its forests can be grown one from another.
+
+    That is when ``estimator`` set to ``params`` is one of scikit-learn's
+    random or extra-trees forests, or a pipeline ending in one, with an
+    integer ``random_state`` (with None every fit draws other trees anyway)
+    and a positive integer ``n_estimators`` taken from ``params``. None
+    otherwise, and for anything that fails to set.
+    """
+    from sklearn.base import clone
+    from sklearn.pipeline import Pipeline
+
+    if not any(k == "n_estimators" or k.endswith("__n_estimators") for k in params):
+        return None
+    try:
+        estimator = clone(estimator).set_params(**clone(params, safe=False))
+    except Exception:
+        return None
+    name, forest = "n_estimators", estimator
+    if type(estimator) is Pipeline:
+        last, forest = estimator.steps[-1]
+        name = f"{last}__n_estimators"
+    if _qualname(type(forest)) not in _FORESTS:
+        return None
+    size, seed = params.get(name), forest.random_state
+    if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (size, seed)) or size < 1:
+        return None
+    return name
+
+
+def forest_chains(estimator, candidates: list[dict]) -> list[list[int]]:
+    """The candidates (indices) a worker fits together on a fold, in grid order of each group's first.
+
+    Candidates that differ only in their forest's ``n_estimators`` (see
+    :func:`forest_size`) are one group, smallest first: a worker fits the
+    smallest forest and grows it to the others. Every other candidate is a
+    group of its own, and so are forests whose sizes repeat.
+    """
+    groups: dict = {}
+    for i, params in enumerate(candidates):
+        name = forest_size(estimator, params)
+        key = (name, candidate_key({k: v for k, v in params.items() if k != name})) if name else i
+        groups.setdefault(key, []).append(i)
+    chains = []
+    for key, members in groups.items():
+        sizes = [candidates[i][key[0]] for i in members] if isinstance(key, tuple) else []
+        if len(set(sizes)) < len(members):
+            chains.extend([i] for i in members)
+        else:
+            chains.append(sorted(members, key=lambda i: candidates[i][key[0]]))
+    return chains
+
+
+def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int, scoring) -> list[dict]:
+    """Fit candidates on one training fold and score each on the test fold; one result per candidate.
 
     Mirrors what GridSearchCV does for one (candidate, split) pair, with
     ``error_score=np.nan``: a failing fit or scorer gives NaN and its traceback.
@@ -418,6 +477,12 @@ def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) 
     step on the transformed test rows: the same computations, so the same
     scores; the shared preprocessing's time counts in the fit time of the
     candidate that did it.
+
+    Several candidates are one forest at growing sizes (see
+    :func:`forest_size`; the runner groups them, smallest first): the first
+    is fitted, the next ones grown from it by warm start, each scored at its
+    size. A candidate's ``fit_time`` is then what its forest took to grow from
+    nothing, as if fitted whole; ``work`` is the time this task spent on it.
     """
     import numpy as np
     from sklearn.base import clone
@@ -426,31 +491,41 @@ def fit_fold(data_ref, estimator_blob: bytes, params: dict, fold: int, scoring) 
 
     X, y, test_indices = _worker_data(data_ref)
     train, test = _train_test(test_indices, fold, len(y))
-    estimator = clone(_worker_estimator(estimator_blob))
-    estimator = estimator.set_params(**clone(params, safe=False))
-    start = time.time()
-    X_train, y_train = _safe_split(estimator, X, y, train)
-    X_test, y_test = _safe_split(estimator, X, y, test, train)
-    prefix = _shared_preprocessing(estimator, params)
-    try:
-        if prefix is None:
-            estimator.fit(X_train, y_train)
-        else:
-            X_train, X_test = _preprocessed(data_ref, estimator_blob, fold, prefix, X_train, y_train, X_test)
-            estimator = estimator[-1].fit(X_train, y_train)
-    except Exception:
-        return {"score": np.nan, "fit_time": time.time() - start, "score_time": 0.0,
-                "error": traceback.format_exc()}
-    fit_time = time.time() - start
-    try:
-        score = check_scoring(estimator, scoring)(estimator, X_test, y_test)
-        if hasattr(score, "item"):
-            score = score.item()
-        error = None
-    except Exception:
-        score, error = np.nan, "Scoring failed: " + traceback.format_exc()
-    return {"score": score, "fit_time": fit_time, "score_time": time.time() - start - fit_time,
-            "error": error}
+    size = forest_size(_worker_estimator(estimator_blob), candidates[0]) if len(candidates) > 1 else None
+    results, model, grown = [], None, 0.0
+    for params in candidates:
+        start = time.time()
+        try:
+            if model is None:  # the first, or the next after a failure: from nothing
+                model = clone(_worker_estimator(estimator_blob)).set_params(**clone(params, safe=False))
+                X_train, y_train = _safe_split(model, X, y, train)
+                X_test, y_test = _safe_split(model, X, y, test, train)
+                prefix, grown, prefix_name = _shared_preprocessing(model, params), 0.0, ""
+                if prefix is not None:
+                    X_train, X_test = _preprocessed(data_ref, estimator_blob, fold, prefix, X_train, y_train, X_test)
+                    model, prefix_name = model[-1], f"{model.steps[-1][0]}__"
+            else:  # the same forest, to more trees
+                grow = size.removeprefix(prefix_name)  # its name on the model: the forest, or the pipeline
+                model.set_params(**{grow: params[size], grow[:-len("n_estimators")] + "warm_start": True})
+            model.fit(X_train, y_train)
+        except Exception:
+            model, elapsed = None, time.time() - start
+            results.append({"score": np.nan, "fit_time": grown + elapsed, "score_time": 0.0,
+                            "error": traceback.format_exc(), "work": elapsed})
+            continue
+        fit_time = time.time() - start
+        grown += fit_time
+        try:
+            score = check_scoring(model, scoring)(model, X_test, y_test)
+            if hasattr(score, "item"):
+                score = score.item()
+            error = None
+        except Exception:
+            score, error = np.nan, "Scoring failed: " + traceback.format_exc()
+        score_time = time.time() - start - fit_time
+        results.append({"score": score, "fit_time": grown, "score_time": score_time, "error": error,
+                        "work": fit_time + score_time})
+    return results
 
 
 def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
@@ -1079,6 +1154,7 @@ class _Family:
     candidates: list[dict]
     keys: list[str]
     entry: dict  # the family's dict inside the state
+    chains: list[list[int]]  # candidates (indices) fitted together on a fold: a forest grown, or one alone
 
 
 @dataclass
@@ -1090,6 +1166,10 @@ class _Task:
     attempts: int = 0
     early: bool = False  # a refit of the likely best, started before the family's last folds end
     result: dict | None = None  # an early refit's result, kept until the family's best is known
+    grown: tuple = ()  # ((key, params), ...): larger forests of this candidate, grown from it on the fold
+
+    def candidates(self) -> list[tuple[str, dict]]:
+        return [(self.key, self.params), *self.grown]
 
 
 def run(config: RunConfig) -> RunReport:
@@ -1272,7 +1352,8 @@ class _Runner:
                 self._dirty = True
             entry.setdefault("folds", {})  # files of version 1 before fold-level progress
             blob = cloudpickle.dumps(estimator, protocol=5)
-            prepared.append(_Family(name, estimator, blob, candidates, keys, entry))
+            prepared.append(_Family(name, estimator, blob, candidates, keys, entry,
+                                    forest_chains(estimator, candidates)))
         if changed:
             raise StateMismatch(
                 f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(map(repr, changed))} "
@@ -1322,8 +1403,9 @@ class _Runner:
                     if task.key is None:
                         fut = pool.submit(refit, pool.data_ref, fam.blob, task.params)
                     else:
-                        fut = pool.submit(fit_fold, pool.data_ref, fam.blob, task.params,
-                                          task.fold, self.config.scoring)
+                        fut = pool.submit(fit_fold, pool.data_ref, fam.blob,
+                                          [params for _, params in task.candidates()], task.fold,
+                                          self.config.scoring)
                     inflight[fut] = task
                 if not queue and not self._stop and len(inflight) < pool.n_workers:
                     self._start_early_refits(pool, inflight)
@@ -1352,8 +1434,9 @@ class _Runner:
                                 break
                             queue.extendleft(self._retry([task], pool))  # dask keeps the others
                             continue
-                        result = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0,
+                        failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0,
                                   "error": "".join(traceback.format_exception(exc))}
+                        result = failed if task.key is None else [failed] * len(task.candidates())
                     fam = fams[task.family]
                     self.report.tasks_run += 1
                     if task.early:  # the family's best is not known yet: kept until it is
@@ -1363,14 +1446,15 @@ class _Runner:
                         self._store_refit(fam, result)
                         self._save()  # always at the end of a family
                         continue
-                    fold_times[task.family].append(result["fit_time"] + result["score_time"])
-                    bar.update(1)
-                    folds = self._store_fold(fam, task, result)
-                    if len(folds) == self.config.cv:
-                        self._store_candidate(fam, task, folds)
-                        if len(fam.entry["candidates"]) == len(fam.candidates):
-                            self._candidates_done(fam, pool, queue, inflight)
-                        bar.set_description(self._describe(fam))
+                    for (key, params), fold_result in zip(task.candidates(), result):
+                        fold_times[task.family].append(fold_result["fit_time"] + fold_result["score_time"])
+                        bar.update(1)
+                        folds = self._store_fold(fam, key, task.fold, fold_result)
+                        if len(folds) == self.config.cv:
+                            self._store_candidate(fam, key, params, folds)
+                            if len(fam.entry["candidates"]) == len(fam.candidates):
+                                self._candidates_done(fam, pool, queue, inflight)
+                            bar.set_description(self._describe(fam))
                 self._maybe_save()
         finally:
             gc.unfreeze()
@@ -1400,13 +1484,14 @@ class _Runner:
     def _tasks_for(self, fam: _Family) -> list[_Task]:
         if fam.entry["status"] in ("done", "failed"):
             return []
-        tasks = [
-            _Task(fam.name, key, params, fold)
-            for key, params in zip(fam.keys, fam.candidates)
-            if key not in fam.entry["candidates"]
-            for fold in range(self.config.cv)
-            if fold not in fam.entry["folds"].get(key, {})
-        ]
+        done, folds, tasks = fam.entry["candidates"], fam.entry["folds"], []
+        for chain in fam.chains:
+            for fold in range(self.config.cv):
+                todo = [(fam.keys[i], fam.candidates[i]) for i in chain
+                        if fam.keys[i] not in done and fold not in folds.get(fam.keys[i], {})]
+                if todo:
+                    (key, params), *grown = todo
+                    tasks.append(_Task(fam.name, key, params, fold, grown=tuple(grown)))
         if not tasks:  # every candidate is in: only the refit is left
             refit_task = self._complete(fam)
             return [refit_task] if refit_task else []
@@ -1488,24 +1573,26 @@ class _Runner:
     def _fits(self, task, fold_times, deadline) -> bool:
         seen = fold_times.get(task.family)
         estimate = (sum(seen) / len(seen)) if seen else 0.0
+        if task.grown and seen:  # a forest grown to its largest size: about the slowest fit seen
+            estimate = max(seen)
         if task.key is None:
             estimate *= self.config.cv / (self.config.cv - 1)
         return time.monotonic() + estimate <= deadline
 
-    def _store_fold(self, fam: _Family, task: _Task, result: dict) -> dict:
+    def _store_fold(self, fam: _Family, key: str, fold: int, result: dict) -> dict:
         """Keep one finished fold in the state (a kill loses only folds in flight); return the candidate's."""
-        folds = fam.entry["folds"].setdefault(task.key, {})
-        folds[task.fold] = {k: result[k] for k in ("score", "fit_time", "score_time", "error")}
-        fam.entry["time_spent"] += result["fit_time"] + result["score_time"]
+        folds = fam.entry["folds"].setdefault(key, {})
+        folds[fold] = {k: result[k] for k in ("score", "fit_time", "score_time", "error")}
+        fam.entry["time_spent"] += result.get("work", result["fit_time"] + result["score_time"])
         fam.entry["status"] = "partial"
         self._dirty = True
         return folds
 
-    def _store_candidate(self, fam: _Family, task: _Task, folds: dict) -> None:
-        del fam.entry["folds"][task.key]
+    def _store_candidate(self, fam: _Family, key: str, params: dict, folds: dict) -> None:
+        del fam.entry["folds"][key]
         ordered = [folds[i] for i in range(self.config.cv)]
-        fam.entry["candidates"][task.key] = {
-            "params": task.params,
+        fam.entry["candidates"][key] = {
+            "params": params,
             "test_scores": [r["score"] for r in ordered],
             "fit_times": [r["fit_time"] for r in ordered],
             "score_times": [r["score_time"] for r in ordered],

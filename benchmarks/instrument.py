@@ -36,7 +36,7 @@ import runpy
 import sys
 import time
 
-__all__ = ["install", "serial_work", "traced"]
+__all__ = ["install", "serial_work", "traced", "work_fitted_whole"]
 
 
 def _append(path: str, record: dict) -> None:
@@ -49,7 +49,22 @@ def _append(path: str, record: dict) -> None:
 
 
 def serial_work(data: dict) -> float:
-    """Fit + score seconds of every fold saved, plus refit seconds, in a state dict."""
+    """Seconds of fit, score and refit work the runner spent on what a state dict holds.
+
+    Each family's ``time_spent``: the sum of its folds' fit and score times
+    and its refit time, except that a forest grown from a smaller one on a
+    fold counts only the time spent growing it (its ``fit_time`` counts the
+    smaller forest's trees as well).
+    """
+    return sum(entry.get("time_spent", 0.0) for entry in data.get("families", {}).values())
+
+
+def work_fitted_whole(data: dict) -> float:
+    """The same work had every candidate been fitted whole: fit and score times of every fold, plus refits.
+
+    The difference from :func:`serial_work` is what growing forests from
+    smaller ones saved.
+    """
     total = 0.0
     for entry in data.get("families", {}).values():
         for cand in entry.get("candidates", {}).values():
@@ -63,7 +78,7 @@ def serial_work(data: dict) -> float:
 def _describe_task(fn, args) -> dict:
     name = getattr(fn, "__name__", type(fn).__name__)
     if name == "fit_fold" and len(args) >= 4:
-        return {"fn": name, "params": args[2], "fold": args[3]}
+        return {"fn": name, "params": args[2][0], "grown": len(args[2]) - 1, "fold": args[3]}
     if name == "refit" and len(args) >= 3:
         return {"fn": name, "params": args[2]}
     items = getattr(fn, "items", None)  # joblib's BatchedCalls: (func, args, kwargs) triples
@@ -75,6 +90,8 @@ def _describe_task(fn, args) -> dict:
 
 
 def _result_work(result) -> float | None:
+    if isinstance(result, list):  # fit_fold: one result per candidate
+        return sum(r["work"] for r in result)
     if isinstance(result, dict):
         if "refit_time" in result:
             return float(result["refit_time"])

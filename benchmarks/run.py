@@ -12,9 +12,12 @@ What is measured, and how:
 wall
     Outside the process: from spawning it to its exit.
 serial work
-    Runner: per-fold ``fit_times`` + ``score_times`` plus ``refit_time`` summed over
-    the final state. Loop: its printed ``fit_and_score_s`` (GridSearchCV's fit and
-    score times; it does not report its refits).
+    Runner: each family's ``time_spent`` in the final state: its folds' fit and
+    score times plus its refit time, where a forest grown from a smaller one
+    counts only the growing. "Fitted whole" is the same with every candidate's
+    full ``fit_time``, as if each forest had been fitted from nothing: the
+    difference is the work growing saved. Loop: its printed ``fit_and_score_s``
+    (GridSearchCV's fit and score times; it does not report its refits).
 efficiency
     serial work / cores (``--n-jobs``) / wall.
 saving share
@@ -204,16 +207,17 @@ def remove_state(path: Path) -> None:
         p.unlink()
 
 
-def state_work(path: Path) -> float:
-    """Serial work held by a runner state file (0 when there is none yet)."""
-    from instrument import serial_work
+def state_work(path: Path, whole: bool = False) -> float:
+    """Serial work held by a runner state file (0 when there is none yet); ``whole``: as if fitted whole."""
+    from instrument import serial_work, work_fitted_whole
 
     import state
 
     try:
-        return serial_work(state.load(path, lazy=True))
+        data = state.load(path, lazy=True)
     except FileNotFoundError:
         return 0.0
+    return (work_fitted_whole if whole else serial_work)(data)
 
 
 # ------------------------------------------------------------------ log reading
@@ -308,7 +312,7 @@ def run_runner(wl: dict, opts, tag: str) -> dict:
                  path=opts.runner_path)
     if res["rc"] != 0:
         raise SystemExit(f"the runner failed ({res['rc']}):\n{res['stderr'][-3000:]}")
-    res["work"] = state_work(path)
+    res["work"], res["work_whole"] = state_work(path), state_work(path, whole=True)
     res["efficiency"] = res["work"] / opts.n_jobs / res["wall"]
     save_log = read_jsonl(saves)
     res["saves"] = len(save_log)
@@ -428,6 +432,7 @@ def summarize(result: dict, max_other_load: float = float("inf")) -> dict:
         "wall ratio runner/loop": med(p["runner"]["wall"] / p["loop"]["wall"] for p in pairs),
         "loop work s": med(r["work"] for r in loop),
         "runner work s": med(r["work"] for r in runner),
+        "runner work fitted whole s": med(r["work_whole"] for r in runner),
         "loop efficiency": med(r["efficiency"] for r in loop),
         "runner efficiency": med(r["efficiency"] for r in runner),
         "saving share of wall": med(r["save_share"] for r in runner),
