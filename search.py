@@ -458,11 +458,11 @@ def forest_chains(estimator, candidates: list[dict]) -> list[list[int]]:
         groups.setdefault(key, []).append(i)
     chains = []
     for key, members in groups.items():
-        sizes = [candidates[i][key[0]] for i in members] if isinstance(key, tuple) else []
-        if len(set(sizes)) < len(members):
-            chains.extend([i] for i in members)
+        sizes = {candidates[i][key[0]]: i for i in members} if isinstance(key, tuple) else {}
+        if len(sizes) == len(members) > 1:
+            chains.append([sizes[n] for n in sorted(sizes)])
         else:
-            chains.append(sorted(members, key=lambda i: candidates[i][key[0]]))
+            chains.extend([i] for i in members)
     return chains
 
 

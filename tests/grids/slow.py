@@ -11,7 +11,7 @@ def load_data():
 FAMILIES = {
     "lr": (LogisticRegression(max_iter=1000), {"C": [0.01, 0.1, 1.0, 10.0]}),
     "rf": (RandomForestClassifier(random_state=0),
-           {"n_estimators": [20, 40, 60], "max_depth": [4, 8, None]}),
+           {"n_estimators": [40, 80, 120], "max_depth": [4, 8, None]}),
     "et": (ExtraTreesClassifier(random_state=0),
-           {"n_estimators": [30, 60], "min_samples_leaf": [1, 3, 5]}),
+           {"n_estimators": [60, 120], "min_samples_leaf": [1, 3, 5]}),
 }
