@@ -491,7 +491,8 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
 
     X, y, test_indices = _worker_data(data_ref)
     train, test = _train_test(test_indices, fold, len(y))
-    size = forest_size(_worker_estimator(estimator_blob), candidates[0]) if len(candidates) > 1 else None
+    size = next((k for k in candidates[0] if candidates[1][k] != candidates[0][k]), None) \
+        if len(candidates) > 1 else None  # the one parameter the runner's chain varies: n_estimators
     results, model, grown = [], None, 0.0
     for params in candidates:
         start = time.time()
@@ -1434,7 +1435,7 @@ class _Runner:
                                 break
                             queue.extendleft(self._retry([task], pool))  # dask keeps the others
                             continue
-                        failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0,
+                        failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0, "work": 0.0,
                                   "error": "".join(traceback.format_exception(exc))}
                         result = failed if task.key is None else [failed] * len(task.candidates())
                     fam = fams[task.family]
@@ -1583,7 +1584,7 @@ class _Runner:
         """Keep one finished fold in the state (a kill loses only folds in flight); return the candidate's."""
         folds = fam.entry["folds"].setdefault(key, {})
         folds[fold] = {k: result[k] for k in ("score", "fit_time", "score_time", "error")}
-        fam.entry["time_spent"] += result.get("work", result["fit_time"] + result["score_time"])
+        fam.entry["time_spent"] += result["work"]
         fam.entry["status"] = "partial"
         self._dirty = True
         return folds

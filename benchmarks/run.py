@@ -62,6 +62,7 @@ import time
 from pathlib import Path
 
 import psutil
+from instrument import serial_work, work_fitted_whole
 
 HERE = Path(__file__).resolve().parent
 MAIN = HERE.parent
@@ -207,17 +208,14 @@ def remove_state(path: Path) -> None:
         p.unlink()
 
 
-def state_work(path: Path, whole: bool = False) -> float:
-    """Serial work held by a runner state file (0 when there is none yet); ``whole``: as if fitted whole."""
-    from instrument import serial_work, work_fitted_whole
-
+def load_state(path: Path) -> dict:
+    """A runner state file with its estimators unopened ({} when there is none yet)."""
     import state
 
     try:
-        data = state.load(path, lazy=True)
+        return state.load(path, lazy=True)
     except FileNotFoundError:
-        return 0.0
-    return (work_fitted_whole if whole else serial_work)(data)
+        return {}
 
 
 # ------------------------------------------------------------------ log reading
@@ -312,7 +310,8 @@ def run_runner(wl: dict, opts, tag: str) -> dict:
                  path=opts.runner_path)
     if res["rc"] != 0:
         raise SystemExit(f"the runner failed ({res['rc']}):\n{res['stderr'][-3000:]}")
-    res["work"], res["work_whole"] = state_work(path), state_work(path, whole=True)
+    final = load_state(path)
+    res["work"], res["work_whole"] = serial_work(final), work_fitted_whole(final)
     res["efficiency"] = res["work"] / opts.n_jobs / res["wall"]
     save_log = read_jsonl(saves)
     res["saves"] = len(save_log)
@@ -335,14 +334,14 @@ def run_kills(wl: dict, opts, tag: str, expected_wall: float, rng: random.Random
         trace, saves = opts.out / f"{tag}-kills-{i}-trace.jsonl", opts.out / f"{tag}-kills-{i}-saves.jsonl"
         for p in (trace, saves):
             p.unlink(missing_ok=True)
-        before = state_work(path)
+        before = serial_work(load_state(path))
         if i == 0:
             gate(opts)  # the segments follow each other at once, as a re-submitted job's do
         res = launch(runner_cmd(wl["grids"], path, trace, saves, opts.n_jobs, opts.entry), kill_after=gap,
                      path=opts.runner_path)
         if res["killed_at"] is None and res["rc"] not in (0,):
             raise SystemExit(f"a resumed runner failed ({res['rc']}):\n{res['stderr'][-3000:]}")
-        after = state_work(path)
+        after = serial_work(load_state(path))
         tl = timeline(trace, res["t0"], res["t_end"], opts.n_jobs, res["killed_at"])
         segments.append({"gap": gap, "wall": res["wall"], "killed": res["killed_at"] is not None,
                          "gained": after - before, "computed": tl["computed_work"],
