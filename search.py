@@ -407,53 +407,72 @@ def _private(pair):
     return tuple(map(private, pair))
 
 
-# Forests whose trees take their seeds in sequence from an integer random_state: grown by warm start
-# to more trees, one of them holds exactly the trees of a forest fitted whole to that size.
-_FORESTS = frozenset(f"sklearn.ensemble._forest.{name}" for name in (
-    "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor"))
+# scikit-learn's ensembles that a warm start grows to more members exactly as a fit to that size would
+# build them (given an integer random_state), and the parameter that counts the members. Forests:
+# each tree takes its seed in turn, and a warm start skips the seeds of the trees already there.
+# Gradient boosting: each stage fits the residuals of the ones before it, with random draws from a
+# generator the warm start goes on with. With early stopping that no longer holds (a fit to more
+# stages stops where it did, a grown one stops later): gradient boosting with n_iter_no_change is not
+# grown, and a histogram gradient boosting that used early stopping is fitted whole (see fit_fold).
+_GROWN = {
+    **{f"sklearn.ensemble._forest.{name}": "n_estimators" for name in (
+        "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor")},
+    **{f"sklearn.ensemble._gb.{name}": "n_estimators" for name in (
+        "GradientBoostingClassifier", "GradientBoostingRegressor")},
+    **{f"sklearn.ensemble._hist_gradient_boosting.gradient_boosting.{name}": "max_iter" for name in (
+        "HistGradientBoostingClassifier", "HistGradientBoostingRegressor")},
+}
+_GROWN_SIZES = frozenset(_GROWN.values())
 
 
-def forest_size(estimator, params: dict) -> str | None:
-    """The name in ``params`` of the forest's ``n_estimators``, when its forests can be grown one from another.
+def grown_size(estimator, params: dict) -> str | None:
+    """The name in ``params`` of the ensemble's size, when its ensembles can be grown one from another.
 
     That is when ``estimator`` set to ``params`` is one of scikit-learn's
-    random or extra-trees forests, or a pipeline ending in one, with an
-    integer ``random_state`` (with None every fit draws other trees anyway)
-    and a positive integer ``n_estimators`` taken from ``params``. None
-    otherwise, and for anything that fails to set.
+    ensembles in :data:`_GROWN` (forests and gradient boosting, by exact
+    class), or a pipeline ending in one, with an integer ``random_state``
+    (with None every fit draws other members anyway), no early stopping
+    fixed by its parameters, and a positive integer size (``n_estimators``,
+    or ``max_iter`` for histogram gradient boosting) taken from ``params``.
+    None otherwise, and for anything that fails to set.
     """
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
 
-    if not any(k == "n_estimators" or k.endswith("__n_estimators") for k in params):
+    if not any(k.rpartition("__")[2] in _GROWN_SIZES for k in params):
         return None
     try:
         estimator = clone(estimator).set_params(**clone(params, safe=False))
     except Exception:
         return None
-    name, forest = "n_estimators", estimator
+    ensemble, prefix = estimator, ""
     if type(estimator) is Pipeline:
-        last, forest = estimator.steps[-1]
-        name = f"{last}__n_estimators"
-    if _qualname(type(forest)) not in _FORESTS:
+        last, ensemble = estimator.steps[-1]
+        prefix = f"{last}__"
+    if _qualname(type(ensemble)) not in _GROWN:
         return None
-    size, seed = params.get(name), forest.random_state
+    name = prefix + _GROWN[_qualname(type(ensemble))]
+    size, seed = params.get(name), ensemble.random_state
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (size, seed)) or size < 1:
         return None
+    if getattr(ensemble, "n_iter_no_change", None) is not None and name.endswith("n_estimators"):
+        return None  # gradient boosting that stops early
+    if getattr(ensemble, "early_stopping", False) is True:
+        return None  # histogram gradient boosting that stops early ("auto": see fit_fold)
     return name
 
 
-def forest_chains(estimator, candidates: list[dict]) -> list[list[int]]:
+def growth_chains(estimator, candidates: list[dict]) -> list[list[int]]:
     """The candidates (indices) a worker fits together on a fold, in grid order of each group's first.
 
-    Candidates that differ only in their forest's ``n_estimators`` (see
-    :func:`forest_size`) are one group, smallest first: a worker fits the
-    smallest forest and grows it to the others. Every other candidate is a
-    group of its own, and so are forests whose sizes repeat.
+    Candidates that differ only in their ensemble's size (see
+    :func:`grown_size`) are one group, smallest first: a worker fits the
+    smallest ensemble and grows it to the others. Every other candidate is a
+    group of its own, and so are ensembles whose sizes repeat.
     """
     groups: dict = {}
     for i, params in enumerate(candidates):
-        name = forest_size(estimator, params)
+        name = grown_size(estimator, params)
         key = (name, candidate_key({k: v for k, v in params.items() if k != name})) if name else i
         groups.setdefault(key, []).append(i)
     chains = []
@@ -464,6 +483,12 @@ def forest_chains(estimator, candidates: list[dict]) -> list[list[int]]:
         else:
             chains.extend([i] for i in members)
     return chains
+
+
+def _stopped_early(model) -> bool:
+    """Whether a fitted model (or its pipeline's last step) used early stopping: then it cannot be grown."""
+    final = model.steps[-1][1] if hasattr(model, "steps") else model
+    return bool(getattr(final, "do_early_stopping_", False))
 
 
 def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int, scoring) -> list[dict]:
@@ -478,11 +503,14 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
     scores; the shared preprocessing's time counts in the fit time of the
     candidate that did it.
 
-    Several candidates are one forest at growing sizes (see
-    :func:`forest_size`; the runner groups them, smallest first): the first
+    Several candidates are one ensemble at growing sizes (see
+    :func:`grown_size`; the runner groups them, smallest first): the first
     is fitted, the next ones grown from it by warm start, each scored at its
-    size. A candidate's ``fit_time`` is then what its forest took to grow from
-    nothing, as if fitted whole; ``work`` is the time this task spent on it.
+    size. A candidate's ``fit_time`` is then what its ensemble took to grow
+    from nothing, as if fitted whole; ``work`` is the time this task spent on
+    it. An ensemble that used early stopping (histogram gradient boosting's
+    ``early_stopping="auto"`` on more than 10,000 rows) is not grown: the
+    next size is fitted whole, as after a failure.
     """
     import numpy as np
     from sklearn.base import clone
@@ -492,12 +520,13 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
     X, y, test_indices = _worker_data(data_ref)
     train, test = _train_test(test_indices, fold, len(y))
     size = next((k for k in candidates[0] if candidates[1][k] != candidates[0][k]), None) \
-        if len(candidates) > 1 else None  # the one parameter the runner's chain varies: n_estimators
+        if len(candidates) > 1 else None  # the one parameter the runner's chain varies: the size
     results, model, grown = [], None, 0.0
     for params in candidates:
         start = time.time()
         try:
-            if model is None:  # the first, or the next after a failure: from nothing
+            if model is None or _stopped_early(model):
+                # the first, the next after a failure, or after early stopping: fitted from nothing
                 model = clone(_worker_estimator(estimator_blob)).set_params(**clone(params, safe=False))
                 X_train, y_train = _safe_split(model, X, y, train)
                 X_test, y_test = _safe_split(model, X, y, test, train)
@@ -505,9 +534,10 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
                 if prefix is not None:
                     X_train, X_test = _preprocessed(data_ref, estimator_blob, fold, prefix, X_train, y_train, X_test)
                     model, prefix_name = model[-1], f"{model.steps[-1][0]}__"
-            else:  # the same forest, to more trees
-                grow = size.removeprefix(prefix_name)  # its name on the model: the forest, or the pipeline
-                model.set_params(**{grow: params[size], grow[:-len("n_estimators")] + "warm_start": True})
+            else:  # the same ensemble, to more members
+                grow = size.removeprefix(prefix_name)  # its name on the model: the ensemble, or the pipeline
+                step = grow.rpartition("__")[0]
+                model.set_params(**{grow: params[size], f"{step}__warm_start" if step else "warm_start": True})
             model.fit(X_train, y_train)
         except Exception:
             model, elapsed = None, time.time() - start
@@ -1155,7 +1185,7 @@ class _Family:
     candidates: list[dict]
     keys: list[str]
     entry: dict  # the family's dict inside the state
-    chains: list[list[int]]  # candidates (indices) fitted together on a fold: a forest grown, or one alone
+    chains: list[list[int]]  # candidates (indices) fitted together on a fold: an ensemble grown, or one alone
 
 
 @dataclass
@@ -1167,7 +1197,7 @@ class _Task:
     attempts: int = 0
     early: bool = False  # a refit of the likely best, started before the family's last folds end
     result: dict | None = None  # an early refit's result, kept until the family's best is known
-    grown: tuple = ()  # ((key, params), ...): larger forests of this candidate, grown from it on the fold
+    grown: tuple = ()  # ((key, params), ...): larger ensembles of this candidate, grown from it on the fold
 
     def candidates(self) -> list[tuple[str, dict]]:
         return [(self.key, self.params), *self.grown]
@@ -1354,7 +1384,7 @@ class _Runner:
             entry.setdefault("folds", {})  # files of version 1 before fold-level progress
             blob = cloudpickle.dumps(estimator, protocol=5)
             prepared.append(_Family(name, estimator, blob, candidates, keys, entry,
-                                    forest_chains(estimator, candidates)))
+                                    growth_chains(estimator, candidates)))
         if changed:
             raise StateMismatch(
                 f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(map(repr, changed))} "
@@ -1574,7 +1604,7 @@ class _Runner:
     def _fits(self, task, fold_times, deadline) -> bool:
         seen = fold_times.get(task.family)
         estimate = (sum(seen) / len(seen)) if seen else 0.0
-        if task.grown and seen:  # a forest grown to its largest size: about the slowest fit seen
+        if task.grown and seen:  # an ensemble grown to its largest size: about the slowest fit seen
             estimate = max(seen)
         if task.key is None:
             estimate *= self.config.cv / (self.config.cv - 1)

@@ -52,9 +52,9 @@ def serial_work(data: dict) -> float:
     """Seconds of fit, score and refit work the runner spent on what a state dict holds.
 
     Each family's ``time_spent``: the sum of its folds' fit and score times
-    and its refit time, except that a forest grown from a smaller one on a
+    and its refit time, except that an ensemble grown from a smaller one on a
     fold counts only the time spent growing it (its ``fit_time`` counts the
-    smaller forest's trees as well).
+    smaller one's members as well).
     """
     return sum(entry.get("time_spent", 0.0) for entry in data.get("families", {}).values())
 
@@ -62,7 +62,7 @@ def serial_work(data: dict) -> float:
 def work_fitted_whole(data: dict) -> float:
     """The same work had every candidate been fitted whole: fit and score times of every fold, plus refits.
 
-    The difference from :func:`serial_work` is what growing forests from
+    The difference from :func:`serial_work` is what growing ensembles from
     smaller ones saved.
     """
     total = 0.0
