@@ -408,15 +408,17 @@ def _private(pair):
 
 
 # scikit-learn's ensembles that a warm start grows to more members exactly as a fit to that size would
-# build them (given an integer random_state), and the parameter that counts the members. Forests:
-# each tree takes its seed in turn, and a warm start skips the seeds of the trees already there.
-# Gradient boosting: each stage fits the residuals of the ones before it, with random draws from a
-# generator the warm start goes on with. With early stopping that no longer holds (a fit to more
-# stages stops where it did, a grown one stops later): gradient boosting with n_iter_no_change is not
-# grown, and a histogram gradient boosting that used early stopping is fitted whole (see fit_fold).
+# build them (given an integer random_state), and the parameter that counts the members. Forests and
+# bagging: each member takes its seed in turn, and a warm start skips the seeds of the members already
+# there (bagging's out-of-bag score refuses a warm start: not grown). Gradient boosting: each stage fits
+# the residuals of the ones before it, with random draws from a generator the warm start goes on with.
+# With early stopping that no longer holds (a fit to more stages stops where it did, a grown one stops
+# later): gradient boosting with n_iter_no_change is not grown, and a histogram gradient boosting that
+# used early stopping is fitted whole (see fit_fold).
 _GROWN = {
     **{f"sklearn.ensemble._forest.{name}": "n_estimators" for name in (
         "RandomForestClassifier", "RandomForestRegressor", "ExtraTreesClassifier", "ExtraTreesRegressor")},
+    **{f"sklearn.ensemble._bagging.{name}": "n_estimators" for name in ("BaggingClassifier", "BaggingRegressor")},
     **{f"sklearn.ensemble._gb.{name}": "n_estimators" for name in (
         "GradientBoostingClassifier", "GradientBoostingRegressor")},
     **{f"sklearn.ensemble._hist_gradient_boosting.gradient_boosting.{name}": "max_iter" for name in (
@@ -429,11 +431,12 @@ def grown_size(estimator, params: dict) -> str | None:
     """The name in ``params`` of the ensemble's size, when its ensembles can be grown one from another.
 
     That is when ``estimator`` set to ``params`` is one of scikit-learn's
-    ensembles in :data:`_GROWN` (forests and gradient boosting, by exact
-    class), or a pipeline ending in one, with an integer ``random_state``
-    (with None every fit draws other members anyway), no early stopping
-    fixed by its parameters, and a positive integer size (``n_estimators``,
-    or ``max_iter`` for histogram gradient boosting) taken from ``params``.
+    ensembles in :data:`_GROWN` (forests, bagging and gradient boosting, by
+    exact class), or a pipeline ending in one, with an integer
+    ``random_state`` (with None every fit draws other members anyway), no
+    early stopping or bagging's out-of-bag score fixed by its parameters, and
+    a positive integer size (``n_estimators``, or ``max_iter`` for histogram
+    gradient boosting) taken from ``params``.
     None otherwise, and for anything that fails to set.
     """
     from sklearn.base import clone
@@ -449,16 +452,19 @@ def grown_size(estimator, params: dict) -> str | None:
     if type(estimator) is Pipeline:
         last, ensemble = estimator.steps[-1]
         prefix = f"{last}__"
-    if _qualname(type(ensemble)) not in _GROWN:
+    kind = _qualname(type(ensemble))
+    if kind not in _GROWN:
         return None
-    name = prefix + _GROWN[_qualname(type(ensemble))]
+    name = prefix + _GROWN[kind]
     size, seed = params.get(name), ensemble.random_state
     if not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in (size, seed)) or size < 1:
         return None
-    if getattr(ensemble, "n_iter_no_change", None) is not None and name.endswith("n_estimators"):
-        return None  # gradient boosting that stops early
-    if getattr(ensemble, "early_stopping", False) is True:
-        return None  # histogram gradient boosting that stops early ("auto": see fit_fold)
+    if kind.startswith("sklearn.ensemble._gb.") and ensemble.n_iter_no_change is not None:
+        return None  # stops early
+    if kind.startswith("sklearn.ensemble._hist_gradient_boosting.") and ensemble.early_stopping is True:
+        return None  # stops early ("auto": see fit_fold)
+    if kind.startswith("sklearn.ensemble._bagging.") and ensemble.oob_score:
+        return None  # refuses to warm start (forests do not)
     return name
 
 

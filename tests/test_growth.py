@@ -1,6 +1,7 @@
 """Ensembles grown from smaller ones on each fold: the same scores and best estimators as GridSearchCV.
 
-Forests (more trees) and gradient boosting (more stages), alone or as a pipeline's last step.
+Forests and bagging (more members) and gradient boosting (more stages), alone or as a pipeline's last
+step.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from sklearn.base import clone
 from sklearn.datasets import make_classification, make_regression
 from sklearn.ensemble import (
     AdaBoostClassifier,
+    BaggingClassifier,
+    BaggingRegressor,
     GradientBoostingClassifier,
     GradientBoostingRegressor,
     HistGradientBoostingClassifier,
@@ -29,7 +32,7 @@ import search
 import state
 
 FORESTS = GRIDS / "forests.py"
-BOOSTING = GRIDS / "boosting.py"
+ENSEMBLES = GRIDS / "ensembles.py"
 
 
 def chains(estimator, grid):
@@ -46,6 +49,7 @@ def test_candidates_that_differ_only_in_size_are_grown_smallest_first():
     assert chains(HistGradientBoostingClassifier(random_state=0), {"max_iter": [20, 10], "learning_rate": [0.1, 0.2]}) \
         == [[1, 0], [3, 2]]
     assert chains(GradientBoostingRegressor(random_state=0), {"n_estimators": [5, 10]}) == [[0, 1]]
+    assert chains(BaggingRegressor(random_state=0), {"n_estimators": [10, 5]}) == [[1, 0]]
 
 
 @pytest.mark.parametrize(("estimator", "grid"), [
@@ -55,6 +59,7 @@ def test_candidates_that_differ_only_in_size_are_grown_smallest_first():
     (RandomForestClassifier(random_state=0), {"n_estimators": [5.0, 10.0]}),
     (RandomForestClassifier(random_state=0), {"n_estimators": [5], "max_depth": [2, 3]}),  # one size
     (AdaBoostClassifier(random_state=0), {"n_estimators": [5, 10]}),  # reweights its data: not grown
+    (BaggingClassifier(random_state=0, oob_score=True), {"n_estimators": [5, 10]}),  # refuses to warm start
     (GradientBoostingClassifier(random_state=0, n_iter_no_change=2), {"n_estimators": [5, 10]}),  # stops early
     (HistGradientBoostingClassifier(random_state=0, early_stopping=True), {"max_iter": [5, 10]}),
     (HistGradientBoostingClassifier(), {"max_iter": [5, 10]}),  # no seed
@@ -68,7 +73,7 @@ def test_everything_else_is_fitted_alone(estimator, grid):
 
 
 @pytest.mark.parametrize(("grids", "grown", "size", "largest"), [
-    (FORESTS, "rf", "n_estimators", 12), (BOOSTING, "gb", "n_estimators", 12)], ids=["forests", "boosting"])
+    (FORESTS, "rf", "n_estimators", 12), (ENSEMBLES, "gb", "n_estimators", 12)], ids=["forests", "ensembles"])
 def test_runs_equal_gridsearchcv(tmp_path, grids, grown, size, largest):
     path = tmp_path / "s.pkl"
     done = run_search(["-q", "run", "--grids", str(grids), "--state", str(path), "--n-jobs", "2"], tmp_path)
@@ -128,9 +133,11 @@ def _count_calls(monkeypatch, owner, name) -> list:
      ("_gb", "BaseGradientBoosting._fit_stage")),
     (HistGradientBoostingClassifier(random_state=0, max_features=0.5), "max_iter",
      ("_hist_gradient_boosting.grower", "TreeGrower.grow")),
-], ids=["forest", "gradient_boosting", "hist_gradient_boosting"])
+    (BaggingClassifier(random_state=0, max_features=0.5), "n_estimators", ("_base", "BaseEnsemble._make_estimator")),
+], ids=["forest", "gradient_boosting", "hist_gradient_boosting", "bagging"])
 def test_a_fold_builds_each_member_once_and_scores_each_size_as_if_fitted_whole(monkeypatch, ensemble, size, counted):
-    """Trees built (a forest's), stages fitted (gradient boosting's) or trees grown (histogram's), counted."""
+    """Trees built (a forest's), stages fitted (gradient boosting's), trees grown (histogram's) or members
+    made (bagging's), counted."""
     import importlib
 
     module, attr = counted
