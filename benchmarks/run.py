@@ -1,4 +1,4 @@
-"""The runner against the hand-written loop, side by side, on W1 and on a larger workload.
+"""The runner against the hand-written loop, side by side, on W1, a larger workload and a boosting one.
 
 For every repeat the hand-written loop (``shared/bench/naive_loop.py``) and the
 runner (``python -m search -q run ...``) run alternately, each as a subprocess
@@ -13,9 +13,9 @@ wall
     Outside the process: from spawning it to its exit.
 serial work
     Runner: each family's ``time_spent`` in the final state: its folds' fit and
-    score times plus its refit time, where a forest grown from a smaller one
+    score times plus its refit time, where an ensemble grown from a smaller one
     counts only the growing. "Fitted whole" is the same with every candidate's
-    full ``fit_time``, as if each forest had been fitted from nothing: the
+    full ``fit_time``, as if each ensemble had been fitted from nothing: the
     difference is the work growing saved. Loop: its printed ``fit_and_score_s``
     (GridSearchCV's fit and score times; it does not report its refits).
 efficiency
@@ -373,7 +373,7 @@ def warm_up(opts) -> None:
 
 
 def bench_workload(name: str, opts, rng: random.Random) -> dict:
-    wl = {"name": name, "grids": opts.bench_dir / "w1.py" if name == "w1" else HERE / "big.py"}
+    wl = {"name": name, "grids": opts.bench_dir / "w1.py" if name == "w1" else HERE / f"{name}.py"}
     pairs, discarded = [], []
     for r in range(opts.repeats):
         for attempt in range(1 + opts.retries):
@@ -517,7 +517,8 @@ def _fmt(v) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["w1", "big", "both"], default="w1")
+    parser.add_argument("--workload", choices=["w1", "big", "boosting", "both"], default="w1",
+                        help="both: w1 and big")
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs per workload (default 3)")
     parser.add_argument("--kills", type=int, default=4,
                         help="SIGKILLs per interrupted run, one such run per repeat; 0 skips it (default 4)")
