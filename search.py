@@ -542,8 +542,8 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
                     model, prefix_name = model[-1], f"{model.steps[-1][0]}__"
             else:  # the same ensemble, to more members
                 grow = size.removeprefix(prefix_name)  # its name on the model: the ensemble, or the pipeline
-                step = grow.rpartition("__")[0]
-                model.set_params(**{grow: params[size], f"{step}__warm_start" if step else "warm_start": True})
+                step, sep, _ = grow.rpartition("__")
+                model.set_params(**{grow: params[size], f"{step}{sep}warm_start": True})
             model.fit(X_train, y_train)
         except Exception:
             model, elapsed = None, time.time() - start

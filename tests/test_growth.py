@@ -22,7 +22,11 @@ from sklearn.ensemble import (
     HistGradientBoostingRegressor,
     RandomForestClassifier,
     RandomForestRegressor,
+    _base,
+    _forest,
+    _gb,
 )
+from sklearn.ensemble._hist_gradient_boosting.grower import TreeGrower
 from sklearn.metrics import check_scoring, roc_auc_score
 from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold
 from sklearn.pipeline import make_pipeline
@@ -127,25 +131,18 @@ def _count_calls(monkeypatch, owner, name) -> list:
     return calls
 
 
-@pytest.mark.parametrize(("ensemble", "size", "counted"), [
-    (RandomForestClassifier(random_state=0, max_depth=4), "n_estimators", ("_forest", "_parallel_build_trees")),
-    (GradientBoostingClassifier(random_state=0, subsample=0.8), "n_estimators",
-     ("_gb", "BaseGradientBoosting._fit_stage")),
-    (HistGradientBoostingClassifier(random_state=0, max_features=0.5), "max_iter",
-     ("_hist_gradient_boosting.grower", "TreeGrower.grow")),
-    (BaggingClassifier(random_state=0, max_features=0.5), "n_estimators", ("_base", "BaseEnsemble._make_estimator")),
+@pytest.mark.parametrize(("ensemble", "size", "owner", "counted"), [
+    (RandomForestClassifier(random_state=0, max_depth=4), "n_estimators", _forest, "_parallel_build_trees"),
+    (GradientBoostingClassifier(random_state=0, subsample=0.8), "n_estimators", _gb.BaseGradientBoosting,
+     "_fit_stage"),
+    (HistGradientBoostingClassifier(random_state=0, max_features=0.5), "max_iter", TreeGrower, "grow"),
+    (BaggingClassifier(random_state=0, max_features=0.5), "n_estimators", _base.BaseEnsemble, "_make_estimator"),
 ], ids=["forest", "gradient_boosting", "hist_gradient_boosting", "bagging"])
-def test_a_fold_builds_each_member_once_and_scores_each_size_as_if_fitted_whole(monkeypatch, ensemble, size, counted):
+def test_a_fold_builds_each_member_once_and_scores_each_size_as_if_fitted_whole(monkeypatch, ensemble, size, owner,
+                                                                                 counted):
     """Trees built (a forest's), stages fitted (gradient boosting's), trees grown (histogram's) or members
     made (bagging's), counted."""
-    import importlib
-
-    module, attr = counted
-    owner = importlib.import_module(f"sklearn.ensemble.{module}")
-    *path, name = attr.split(".")
-    for part in path:
-        owner = getattr(owner, part)
-    built = _count_calls(monkeypatch, owner, name)
+    built = _count_calls(monkeypatch, owner, counted)
     X, y = import_file(FORESTS).load_data()
     test_indices = [test for _, test in StratifiedKFold(3).split(X, y)]
     model = make_pipeline(StandardScaler(), ensemble)
