@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _fileops
-from ._errors import StateError, StateLocked
+from ._errors import StateError, StateIOError, StateLocked
 from ._store import StrPath, atomic_writer
 
 __all__ = ["lock"]
@@ -103,6 +103,13 @@ def lock(path: StrPath) -> Iterator[None]:
         error = StateLocked(_locked_message(path, holder))
         error.holder = holder
         raise error from None
+    except OSError as exc:  # the directory cannot be created or written
+        raise StateIOError(
+            f"cannot create the lock file {lock_path} beside the state file: "
+            f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}; the state file's "
+            "directory must exist or be creatable, and be writable: choose another --state PATH "
+            "or fix the directory's permissions"
+        ) from exc
     try:
         owner = {
             "pid": os.getpid(),

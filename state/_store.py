@@ -49,6 +49,7 @@ __all__ = [
     "TRAILER_SIZE",
     "Pickled",
     "atomic_writer",
+    "is_state_file",
     "key_from_environment",
     "load",
     "previous_path",
@@ -785,24 +786,24 @@ def _format_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
-def _previous_hint(path: Path, key: bytes | None) -> str:
-    """One sentence on whether the previous generation can replace the damaged ``path``."""
+def _previous_hint(path: Path, key: bytes | None) -> tuple[str, bool]:
+    """One sentence on whether the previous generation can replace the damaged ``path``, and whether it can."""
     previous = previous_path(path)
     try:
         with _contents(previous, "load") as (data, st):
             algorithm, _ = _parse_trailer(data)
             _verify(previous, data, algorithm, key)
     except FileNotFoundError:
-        return f"There is no previous generation ({previous}) to go back to."
+        return f"There is no previous generation ({previous}) to go back to.", False
     except _Damaged as damaged:
-        return f"The previous generation {previous} is damaged too ({damaged.reason})."
+        return f"The previous generation {previous} is damaged too ({damaged.reason}).", False
     except (StateError, OSError) as exc:
         detail = _describe(exc) if isinstance(exc, OSError) else str(exc)
-        return f"The previous generation {previous} cannot be used either: {detail}"
+        return f"The previous generation {previous} cannot be used either: {detail}", False
     return (
         f"The previous generation {previous} is intact (saved {_format_time(st.st_mtime)}); "
         f"to go back to it: cp {shlex.quote(str(previous))} {shlex.quote(str(path))}"
-    )
+    ), True
 
 
 def _has_trailer(fd: int, size: int) -> bool:
@@ -813,6 +814,25 @@ def _has_trailer(fd: int, size: int) -> bool:
         return False
     magic, version, algorithm, length = _HEADER.unpack(header)
     return magic == _MAGIC and version == FORMAT_VERSION and algorithm in _ALGORITHMS and length == size - TRAILER_SIZE
+
+
+def is_state_file(path: StrPath) -> bool:
+    """Whether ``path`` is a regular file ending in a valid state trailer.
+
+    Only the trailer is read, so this is cheap however large the file; it is
+    how commands that write other files refuse to overwrite a state file.
+    """
+    try:
+        fd = _fileops.open_read(path)
+    except OSError:
+        return False
+    try:
+        st = _fileops.fstat(fd)
+        return stat.S_ISREG(st.st_mode) and _has_trailer(fd, st.st_size)
+    except OSError:
+        return False
+    finally:
+        _fileops.close(fd)
 
 
 def _check_replaceable(path: Path, key: bytes | None) -> None:
@@ -838,7 +858,7 @@ def _check_replaceable(path: Path, key: bytes | None) -> None:
         raise StateCorrupt(
             f"state file {path} is damaged ({damaged.reason}); refusing to overwrite it. "
             f"To start afresh, move it away first (mv {quoted} {quoted}.damaged). "
-            f"{_previous_hint(path, key)}"
+            f"{_previous_hint(path, key)[0]}"
         ) from None
 
 
@@ -913,9 +933,12 @@ def load(path: StrPath, *, lazy: bool = False, key: bytes | None = None) -> dict
                 algorithm, _ = _parse_trailer(data)
                 _verify(path, data, algorithm, key)
             except _Damaged as damaged:
+                hint, intact = _previous_hint(path, key)
+                if not intact:
+                    quoted = shlex.quote(str(path))  # no way back: say how to start afresh
+                    hint += f" To start afresh, move the damaged file away: mv {quoted} {quoted}.damaged"
                 raise StateCorrupt(
-                    f"state file {path} is damaged ({damaged.reason}); it was left as it is. "
-                    f"{_previous_hint(path, key)}"
+                    f"state file {path} is damaged ({damaged.reason}); it was left as it is. {hint}"
                 ) from None
             state = _unpickle(path, data, lazy=lazy)
             size = len(data)

@@ -349,7 +349,8 @@ def test_the_message_says_when_there_is_no_previous_generation(tmp_path):
     path.write_bytes(path.read_bytes()[:-1])
     expected = (
         f"state file {path} is damaged (truncated); it was left as it is. "
-        f"There is no previous generation ({path}.prev) to go back to."
+        f"There is no previous generation ({path}.prev) to go back to. "
+        f"To start afresh, move the damaged file away: mv {path} {path}.damaged"
     )
     with pytest.raises(StateCorrupt, match=f"^{re.escape(expected)}$"):
         state.load(path)
@@ -363,7 +364,8 @@ def test_the_message_says_when_the_previous_generation_is_damaged_too(tmp_path):
         damaged.write_bytes(flip_bit(True)(damaged.read_bytes()))
     expected = (
         f"state file {path} is damaged (checksum mismatch); it was left as it is. "
-        f"The previous generation {prev} is damaged too (checksum mismatch)."
+        f"The previous generation {prev} is damaged too (checksum mismatch). "
+        f"To start afresh, move the damaged file away: mv {path} {path}.damaged"
     )
     with pytest.raises(StateCorrupt, match=f"^{re.escape(expected)}$"):
         state.load(path)
