@@ -32,6 +32,7 @@ import math
 import numbers
 import os
 import re
+import shlex
 import shutil
 import signal
 import sys
@@ -110,6 +111,13 @@ def load_dataset(data: str | None, target: str | None, load_data=None, task=None
                 "it must return a pair (X, y)"
             )
         X, y = loaded
+        for name, value in (("X", X), ("y", y)):
+            if not hasattr(value, "__len__") or isinstance(value, (str, bytes)):
+                raise SearchError(
+                    f"load_data() in the grids file returned {name} = {value!r:.60} "
+                    f"({type(value).__name__}); it must return (X, y): X a table of rows (a 2-D "
+                    "array or a pandas DataFrame), y one target value per row"
+                )
         if len(X) != len(y):
             raise SearchError(
                 f"load_data() returned X with {len(X)} rows and y with {len(y)}; they must match"
@@ -132,6 +140,13 @@ def read_table(path: str):
         return pd.read_csv(path)
     except FileNotFoundError:
         raise SearchError(f"--data {path}: no such file; check the path") from None
+    except UnicodeDecodeError as exc:
+        raise SearchError(
+            f"--data {path} is not UTF-8 text (it holds the byte "
+            f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8 (spreadsheets: \"CSV UTF-8\"), "
+            "or convert it, e.g. "
+            f"iconv -f latin1 -t utf-8 {shlex.quote(path)} > converted.csv"
+        ) from None
     except (OSError, ValueError) as exc:
         raise SearchError(f"--data {path} could not be read as CSV: {exc}") from None
 
@@ -173,6 +188,125 @@ def infer_task(y) -> str:
     if values.dtype.kind == "f" and not np.all(np.isfinite(values) & (values == np.round(values))):
         return "regression"
     return "classification" if len(np.unique(values)) <= 20 else "regression"
+
+
+def families_task(families: dict) -> str | None:
+    """The task every family's estimator is made for, as GridSearchCV sees it; None if mixed.
+
+    GridSearchCV stratifies its folds when the estimator is a classifier
+    (:func:`sklearn.base.is_classifier`), whatever the target looks like; a
+    run whose families all agree takes its task from them.
+    """
+    from sklearn.base import is_classifier, is_regressor
+
+    kinds = {"classification" if is_classifier(est) else "regression" if is_regressor(est) else None
+             for est, _ in families.values()}
+    return kinds.pop() if len(kinds) == 1 else None
+
+
+def _examples(values, n: int = 3) -> str:
+    import numpy as np
+
+    items = [v.item() if isinstance(v, np.generic) else v for v in values[:n]]
+    shown = [f"{v:.4g}" if isinstance(v, float) else repr(v) for v in items]
+    return ", ".join(shown) + (", ..." if len(values) > n else "")
+
+
+_ESTIMATOR_KIND = {"classification": "classifiers", "regression": "regressors"}
+_SCORERS = {"classification": "accuracy, balanced_accuracy, f1_macro, roc_auc_ovr, neg_log_loss",
+            "regression": "r2, neg_mean_squared_error, neg_mean_absolute_error"}
+
+
+def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: str) -> None:
+    """Refuse, before any work and before the state file is touched, data no family can search.
+
+    ``why`` says where ``task`` came from (for the messages): ``--task``, the
+    grids, or the target.
+    """
+    import numpy as np
+    import pandas as pd
+    from sklearn.utils.multiclass import type_of_target
+
+    X, y = dataset.X, dataset.y
+    what = f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
+    n = len(y)
+    if n == 0:
+        raise SearchError(f"{dataset.source} has no rows to search on")
+    if np.ndim(X) == 2 and np.shape(X)[1] == 0:
+        raise SearchError(
+            f"{dataset.source} has no feature columns besides the {what}; give a table with the "
+            "columns to predict from"
+        )
+    values = np.asarray(y)
+    if values.ndim > 2:
+        raise SearchError(f"{what} has {values.ndim} dimensions; a target is one value (or one row) per sample")
+    missing = int(pd.isna(values).sum()) if values.dtype.kind in "fcOM" else 0
+    if missing:
+        raise SearchError(
+            f"{what} is missing (NaN or None) in {missing} of its {n} rows; drop those rows in load_data()"
+        )
+    if task == "regression" and values.dtype.kind not in "biuf":
+        try:
+            values.astype(float)
+        except (TypeError, ValueError):
+            raise SearchError(
+                f"{why} asks for a regression, but {what} holds text "
+                f"({_examples(pd.unique(values.ravel()))}), and a regression needs numbers; to "
+                "predict its values as classes use --task classification (with classification families)"
+            ) from None
+    if task == "classification":
+        try:
+            kind = type_of_target(values)
+        except ValueError as exc:
+            raise SearchError(f"{what} cannot be used as classes: {exc}") from None
+        if kind.startswith("continuous"):
+            raise SearchError(
+                f"{why} asks for a classification, but {what} holds continuous values "
+                f"({_examples(pd.unique(values.ravel()))}), and a classifier needs classes; "
+                "use --task regression (with regression families)"
+            )
+        if kind in ("binary", "multiclass"):  # what GridSearchCV stratifies by
+            labels, counts = np.unique(values, return_counts=True)
+            if len(labels) < 2:
+                raise SearchError(
+                    f"{what} has a single class ({_examples(labels)}) in all {n} rows; a "
+                    "classifier needs at least two classes to tell apart"
+                )
+            if counts.max() < cv:
+                largest = labels[counts.argmax()]
+                hint = (
+                    f"; every row has its own value of {what}, so it looks like an identifier, "
+                    "not something to predict: choose another --target" if len(labels) == n else ""
+                )
+                fix = f"use --cv {counts.max()} or fewer" if counts.max() >= 2 else "no --cv can split it"
+                raise SearchError(
+                    f"--cv {cv}: the folds are stratified by class, and no class of {what} has "
+                    f"{cv} rows (the largest, {largest!r}, has {counts.max()}); {fix}{hint}"
+                )
+    if n < cv:
+        raise SearchError(f"--cv {cv}: the data has only {n} rows, fewer than the folds; use --cv {n} or fewer")
+    _check_scorer(scoring, task, values, what)
+
+
+def _check_scorer(scoring: str | None, task: str, y, what: str) -> None:
+    """A ``--scoring`` that cannot score this task's predictions at all fails here, not in every fit."""
+    if scoring is None:
+        return
+    import numpy as np
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.metrics import get_scorer
+
+    X = np.zeros((len(y), 1))
+    dummy = DummyClassifier() if task == "classification" else DummyRegressor()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            get_scorer(scoring)(dummy.fit(X, y), X, y)
+    except Exception as exc:
+        raise SearchError(
+            f"--scoring {scoring} cannot score {task} predictions of {what}: "
+            f"{type(exc).__name__}: {exc}; choose a {task} scorer, e.g. {_SCORERS[task]}"
+        ) from None
 
 
 # ------------------------------------------------------------------- fingerprints
@@ -1229,10 +1363,17 @@ def _run(config: RunConfig, stop: _Stop) -> RunReport:
     from grids import load_grids
 
     grids = load_grids(config.grids, config.task)
-    dataset = load_dataset(config.data, config.target, grids.load_data, config.task)
-    task = config.task or infer_task(dataset.y)
+    implied = None if config.grids is None else families_task(grids.families)
+    dataset = load_dataset(config.data, config.target, grids.load_data, config.task or implied)
+    if config.task:
+        task, why = config.task, f"--task {config.task}"
+    elif implied:
+        task, why = implied, f"--grids {config.grids} (its families are all {_ESTIMATOR_KIND[implied]})"
+    else:
+        task, why = infer_task(dataset.y), "the target's values"
     if config.grids is None and grids.source != task:
         grids = load_grids(task)
+    check_data(dataset, task, config.cv, config.scoring, why)
     selected = list(grids.families)
     if config.families:
         unknown = [f for f in config.families if f not in grids.families]
@@ -1266,13 +1407,11 @@ class _Runner:
 
     def _open_state(self, grids) -> dict:
         config, path = self.config, self.path
-        if config.restart and os.path.exists(path):
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            backup = f"{path}.{stamp}.bak"
-            os.replace(path, backup)
-            logger.warning("--restart: the previous state was moved to %s", backup)
+        # --restart moves the old file away at the first save, once everything else has been
+        # checked and the pool has started: a run that cannot start leaves it where it was.
+        self._restart_pending = config.restart and os.path.lexists(path)
         try:
-            data = state.load(path, lazy=True)  # best estimators stay unopened bytes
+            data = None if self._restart_pending else _checked(state.load(path, lazy=True), path)
         except FileNotFoundError:
             data = None
         run_info = self._run_info(grids, data)
@@ -1421,6 +1560,12 @@ class _Runner:
             self._save()
             return self._finish(start)
         pool = self._make_pool()
+        if self._restart_pending:  # the run can start: move the old state away now, not after work
+            try:
+                self._save()
+            except BaseException:
+                pool.close(kill=True)
+                raise
         inflight: dict = {}
         bar = tqdm(total=total, initial=already, unit="fit", file=sys.stderr, dynamic_ncols=True,
                    disable=not self.config.progress, desc="search")
@@ -1508,7 +1653,8 @@ class _Runner:
         except state.StateError as error:
             if failing is None:
                 raise
-            logger.error("%s", error)
+            if str(error) != str(failing):  # the same error is reported once, by the caller
+                logger.error("%s", error)
 
     def _make_pool(self):
         if self.config.scheduler:
@@ -1654,15 +1800,15 @@ class _Runner:
         entry = fam.entry
         errors = [e for r in entry["candidates"].values() for e in r["errors"] if e]
         n_fits = len(fam.candidates) * self.config.cv
-        if errors and len(errors) < n_fits:  # a family that failed whole is reported as failed
-            warnings.warn(_failure_summary(fam.name, errors, n_fits),
-                          FitFailedWarningGroup, stacklevel=2)
-        if _best(entry["cv_results"]) is None:
+        if _best(entry["cv_results"]) is None:  # reported as failed, with this summary, not warned of
             entry["status"] = "failed"
             entry["error"] = _failure_summary(fam.name, errors, n_fits)
             self.report.failed[fam.name] = entry["error"]
             self._dirty = True
             return None
+        if errors:
+            warnings.warn(_failure_summary(fam.name, errors, n_fits),
+                          FitFailedWarningGroup, stacklevel=2)
         return _Task(fam.name, None, entry["best_params"])
 
     def _store_refit(self, fam: _Family, result: dict) -> None:
@@ -1702,6 +1848,8 @@ class _Runner:
         if not self._dirty:
             return
         started = time.monotonic()
+        if self._restart_pending:
+            self._move_previous()
         self.state["updated"] = _now()
         state.save(self.path, self.state)
         spent = time.monotonic() - started
@@ -1710,6 +1858,21 @@ class _Runner:
         self._dirty = False
         # pace checkpoints by their measured cost: saving stays under _SAVE_SHARE of the wall
         self._next_save = time.monotonic() + max(_MIN_SAVE_INTERVAL, spent / _SAVE_SHARE)
+
+    def _move_previous(self) -> None:
+        backup = f"{self.path}.{datetime.now().strftime('%Y%m%d-%H%M%S')}.bak"
+        try:
+            os.replace(self.path, backup)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise state.StateIOError(
+                f"--restart: could not move the previous state {self.path} to {backup}: "
+                f"{exc.strerror or exc}; it is unchanged. Move it away yourself, or use another --state"
+            ) from exc
+        else:
+            logger.warning("--restart: the previous state was moved to %s", backup)
+        self._restart_pending = False
 
     def _finish(self, start: float) -> RunReport:
         for fam in self.families:
@@ -1730,6 +1893,14 @@ def _failure_summary(name: str, errors: list[str], n_fits: int) -> str:
     lines += [f"  {n} x {message}" for message, n in counts.most_common()]
     lines.append("  Last traceback:\n" + errors[-1].rstrip())
     return "\n".join(lines)
+
+
+def failure_headline(error: str) -> str:
+    """A failed family's error without its traceback: what failed, how often, and why."""
+    lines = error.rstrip().splitlines()
+    if "  Last traceback:" in lines:
+        return "\n".join(lines[: lines.index("  Last traceback:")])
+    return lines[0] + (f"\n  {lines[-1].strip()}" if len(lines) > 1 else "")
 
 
 def _now() -> str:
@@ -1772,13 +1943,27 @@ def best_family(data: dict, family: str | None = None) -> str:
                 f"--family {family!r} is not in the state file; it has "
                 f"{', '.join(data['families']) or 'no families'}"
             )
-        if data["families"][family]["status"] != "done":
+        entry = data["families"][family]
+        if entry["status"] == "failed":
+            raise SearchError(
+                f"family {family!r} failed, so it has no best estimator: "
+                f"{failure_headline(entry.get('error') or 'no error recorded')}\n"
+                "Fix the cause; the next `search run` searches it again"
+            )
+        if entry["status"] != "done":
             raise SearchError(
                 f"family {family!r} is {data['families'][family]['status']}, not done; "
                 "run `search run` to finish it"
             )
         return family
     if not done:
+        failed = [r["family"] for r in status_rows(data) if r["status"] == "failed"]
+        if failed:
+            raise SearchError(
+                f"no family is done: {', '.join(map(repr, failed))} failed (`search status` says why); "
+                "fix the cause, and the next `search run` searches "
+                f"{'it' if len(failed) == 1 else 'them'} again"
+            )
         raise SearchError("no family is done yet; run `search run` first")
     return max(done, key=lambda r: r["best_score"])["family"]  # max keeps the first of ties
 
@@ -1789,12 +1974,29 @@ def read_state(path: str = DEFAULT_STATE) -> dict:
     Takes no lock, so it works while a runner writes the file.
     """
     try:
-        return state.load(path, lazy=True)
+        return _checked(state.load(path, lazy=True), path)
     except FileNotFoundError:
         raise SearchError(
             f"there is no state file at {path}; run `search run` first, or name the file "
             "with --state PATH"
         ) from None
+
+
+def _checked(data: dict, path: str) -> dict:
+    """``data``, loaded from ``path``, if it is a search's state this version can read."""
+    missing = [k for k in ("format_version", "run", "families") if k not in data]
+    if missing:
+        raise SearchError(
+            f"{path} is a checksummed file but not a search's state: it has no "
+            f"{', '.join(map(repr, missing))}; name the state file with --state PATH"
+        )
+    if not isinstance(data["format_version"], int) or data["format_version"] > FORMAT_VERSION:
+        raise SearchError(
+            f"{path} is in state format {data['format_version']!r}, written by a newer "
+            f"checkpointed-search (this one reads format {FORMAT_VERSION} and older); "
+            "upgrade it: python -m pip install -U checkpointed-search"
+        )
+    return data
 
 
 def load_best(path: str = DEFAULT_STATE, family: str | None = None):
@@ -1859,6 +2061,7 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     fmt : {"pickle", "joblib", "skops"} or None
         None picks by the extension of ``output`` (.joblib, .skops), else pickle.
     """
+    check_output(output, path)
     data = read_state(path)
     name = best_family(data, family)
     if fmt is None:
@@ -1875,6 +2078,19 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     with state.atomic_writer(output) as out:
         out.write(payload)
     return Export(name, fmt, output, untrusted)
+
+
+def check_output(output: str, state_path: str) -> None:
+    """Refuse to write an export or predictions over the search's own files, or any state file."""
+    if not str(output).strip():
+        raise SearchError("--output is empty; give the path of the file to write")
+    own = (state_path, state.previous_path(state_path), f"{state_path}.lock", f"{state_path}.lock.owner")
+    if os.path.realpath(output) in {os.path.realpath(p) for p in own} or state.is_state_file(output):
+        raise SearchError(
+            f"--output {output} is a search's state file (or one of its companions); writing "
+            "there would destroy the saved search. Choose another file, e.g. -o model.joblib "
+            "or -o predictions.csv"
+        )
 
 
 def _joblib_bytes(blob: Pickled) -> bytes:
@@ -1931,21 +2147,48 @@ def predict_frame(path: str, frame, family: str | None = None, proba: bool = Fal
             f"{', '.join(map(repr, missing))} that family {name!r} was trained with; "
             f"expected columns: {', '.join(map(str, features))}"
         )
+    if len(frame) == 0:
+        raise SearchError("the table has no rows to predict for")
+    expected = getattr(estimator, "n_features_in_", None)
+    if not info.get("columns") and expected is not None and len(features) != expected:
+        raise SearchError(
+            f"family {name!r} was trained on {expected} unnamed columns (from load_data()), and "
+            f"the table has {len(features)}: {', '.join(map(str, features))}; give exactly the "
+            "training columns, in the training order"
+        )
+    if proba and not hasattr(estimator, "predict_proba"):
+        raise SearchError(
+            f"the best estimator of family {name!r} has no predict_proba "
+            f"({type(estimator).__name__}); drop --proba or choose another --family"
+        )
     X = frame[features]
     out = frame.copy()
-    out["prediction"] = estimator.predict(X)
-    if proba:
-        if not hasattr(estimator, "predict_proba"):
-            raise SearchError(
-                f"the best estimator of family {name!r} has no predict_proba "
-                f"({type(estimator).__name__}); drop --proba or choose another --family"
-            )
-        for label, column in zip(estimator.classes_, np.asarray(estimator.predict_proba(X)).T):
-            out[f"proba_{label}"] = column
+    try:
+        out["prediction"] = estimator.predict(X)
+        if proba:
+            for label, column in zip(estimator.classes_, np.asarray(estimator.predict_proba(X)).T):
+                out[f"proba_{label}"] = column
+    except (ValueError, TypeError) as exc:
+        raise SearchError(
+            f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; "
+            "check that each column holds the same kind of values as in training"
+        ) from None
     return out
 
 
 # --------------------------------------------------------------------------- CLI
+
+
+class _File(click.Path):
+    """A file's path, not a directory's; an empty one (an unset shell variable) is bad usage."""
+
+    def __init__(self):
+        super().__init__(dir_okay=False)
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and not value.strip():
+            self.fail("the path is empty (an unset shell variable?); give a file's path", param, ctx)
+        return super().convert(value, param, ctx)
 
 
 class _Duration(click.ParamType):
@@ -1989,7 +2232,7 @@ def _family_list(ctx, param, value):
 
 state_option = click.option(
     "--state", "state_path", default=DEFAULT_STATE, show_default=True,
-    type=click.Path(dir_okay=False), help="The state file.",
+    type=_File(), help="The state file.",
 )
 
 
@@ -2055,7 +2298,7 @@ def _exit_quickly() -> None:
 
 @cli.command("run")
 @state_option
-@click.option("--data", type=click.Path(dir_okay=False), help="CSV file (default: a built-in dataset).")
+@click.option("--data", type=_File(), help="CSV file (default: a built-in dataset).")
 @click.option("--target", help="The column of --data to predict.")
 @click.option("--task", type=click.Choice(["classification", "regression"]),
               help="Overrides the task inferred from the target.")
@@ -2101,7 +2344,10 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
                    "run the same command to resume", err=True)
         ctx.exit(3)
     if report.failed:
-        click.echo(f"failed: {', '.join(report.failed)} (see `search status`)", err=True)
+        for error in report.failed.values():
+            click.echo(failure_headline(error), err=True)
+        click.echo(f"failed: {', '.join(report.failed)} (the whole tracebacks: `search status --json`)",
+                   err=True)
         ctx.exit(1)
 
 
@@ -2133,6 +2379,9 @@ def status_command(state_path, family, top, as_json):
         _echo_json({"state": state_path, "families": rows, "best": overall, "updated": data.get("updated")})
         return
     _print_table(rows)
+    for r in rows:
+        if r["status"] == "failed" and r["error"]:
+            click.echo(f"{r['family']}: {failure_headline(r['error'])}")
     if overall:
         click.echo(f"best: {overall}")
 
@@ -2157,7 +2406,7 @@ def best_command(state_path, as_json):
 @cli.command("export")
 @state_option
 @click.option("--family", help="Export this family's best estimator (default: the best overall).")
-@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False), help="The file to write.")
+@click.option("--output", "-o", required=True, type=_File(), help="The file to write.")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS),
               help="Default: by the extension (.joblib, .skops), else pickle.")
 def export_command(state_path, family, output, fmt):
@@ -2173,12 +2422,17 @@ def export_command(state_path, family, output, fmt):
 @cli.command("predict")
 @state_option
 @click.option("--family", help="Use this family's best estimator (default: the best overall).")
-@click.option("--data", required=True, type=click.Path(dir_okay=False), help="CSV of rows to predict.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write the CSV here (default: stdout).")
+@click.option("--data", required=True, type=_File(), help="CSV of rows to predict.")
+@click.option("--output", "-o", type=_File(), help="Write the CSV here (default: stdout).")
 @click.option("--proba", is_flag=True, help="Add a proba_<class> column per class.")
 def predict_command(state_path, family, data, output, proba):
     """Predict for the rows of a CSV: the same rows with a `prediction` column added."""
-    result = predict_frame(state_path, read_table(data), family, proba)
+    if output is not None:
+        check_output(output, state_path)
+    frame = read_table(data)
+    if len(frame) == 0:
+        raise SearchError(f"--data {data} has no rows to predict for")
+    result = predict_frame(state_path, frame, family, proba)
     if output is None:
         result.to_csv(sys.stdout, index=False)
         return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib.util
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,6 +139,13 @@ def validate_families(families: object, *, where: str = "FAMILIES") -> dict:
                 f"(estimator, param_grid), for example:\n    {_EXAMPLE}"
             )
         estimator, grid = entry
+        place = _estimator_class(estimator)
+        if place is not None:
+            where_, cls = place
+            raise GridsError(
+                f"{where}, family {name!r}: {where_} is the class {cls.__name__}, not an estimator; "
+                f"write {cls.__name__}() (with parentheses, and any parameters inside them)"
+            )
         if not (hasattr(estimator, "fit") and hasattr(estimator, "get_params")):
             raise GridsError(
                 f"{where}, family {name!r}: the estimator is {_show(estimator)}; it must be a "
@@ -147,6 +154,29 @@ def validate_families(families: object, *, where: str = "FAMILIES") -> dict:
         _check_grid(name, estimator, grid, where)
         checked[name] = (estimator, grid)
     return checked
+
+
+def _estimator_class(value, where: str = "the estimator", depth: int = 0):
+    """``(where, cls)`` for the first estimator class given where an instance belongs, else None."""
+    if isinstance(value, type):
+        return (where, value) if hasattr(value, "get_params") else None
+    if depth > 20:
+        return None
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = _estimator_class(item, where, depth + 1)
+            if found:
+                return found
+    elif hasattr(value, "get_params"):
+        try:
+            params = value.get_params(deep=False)
+        except Exception:  # not ours to judge here; the checks below report it
+            return None
+        for key, item in params.items():
+            found = _estimator_class(item, f"parameter {key!r} of {type(value).__name__}", depth + 1)
+            if found:
+                return found
+    return None
 
 
 def _check_grid(name: str, estimator, grid, where: str) -> None:
@@ -169,6 +199,11 @@ def _check_grid(name: str, estimator, grid, where: str) -> None:
                 "to a list of values"
             )
         for param, values in sub.items():
+            if isinstance(values, Iterator):
+                raise GridsError(
+                    f"{here}: parameter {param!r} is {_show(values)}, which can be read only "
+                    f"once; give a list instead: {param!r}: list(...)"
+                )
             if isinstance(values, str) or not isinstance(values, (Sequence, np.ndarray)):
                 raise GridsError(
                     f"{here}: parameter {param!r} is {_show(values)}; a grid maps each "

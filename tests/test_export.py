@@ -191,3 +191,35 @@ def test_load_under_another_scikit_learn_version_warns(table_state, tmp_path):
     state.save(other, data)
     with pytest.warns(state.EnvironmentMismatchWarning, match="scikit-learn 0.0.1"):
         search.load_best(str(other))
+
+
+@pytest.mark.parametrize("command", ["export", "predict"])
+@pytest.mark.parametrize("target", ["the state", "its previous generation", "another state"])
+def test_output_never_overwrites_a_state_file(table_state, tmp_path, command, target):
+    path, frame = table_state
+    other = tmp_path / "other.pkl"
+    state.save(other, {"format_version": 1, "run": {}, "families": {}})
+    output = {"the state": path, "its previous generation": state.previous_path(path),
+              "another state": other}[target]
+    before = output.read_bytes()
+    csv = tmp_path / "new.csv"
+    frame.head(3).to_csv(csv, index=False)
+    args = ["--data", str(csv)] if command == "predict" else []
+    result = invoke(command, "--state", str(path), *args, "-o", str(output))
+    assert result.exit_code == 1
+    assert f"--output {output} is a search's state file" in result.output
+    assert output.read_bytes() == before
+
+
+def test_rows_the_model_cannot_take_are_a_clear_error(table_state, tmp_path):
+    path, frame = table_state
+    csv = tmp_path / "new.csv"
+    frame.head(3).assign(size=["big", "small", "tiny"]).to_csv(csv, index=False)
+    result = invoke("predict", "--state", str(path), "--data", str(csv), "--family", "lr")
+    assert result.exit_code == 1
+    assert "family 'lr' could not predict for these rows: ValueError" in result.output
+    assert "Traceback" not in result.output
+    empty = tmp_path / "empty.csv"
+    empty.write_text("size,color\n")
+    result = invoke("predict", "--state", str(path), "--data", str(empty))
+    assert result.exit_code == 1 and f"--data {empty} has no rows to predict for" in result.output

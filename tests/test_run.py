@@ -446,7 +446,155 @@ def test_an_early_refit_of_a_family_that_then_fails_is_not_waited_for(tmp_path, 
     done = run_search(["-q", "run", "--grids", str(GRIDS / "early_refit.py"), "--state", str(path), "--cv", "2",
                        "--n-jobs", "2", "--families", "fails"], tmp_path)
     assert done.returncode == 1, done.stderr
-    assert "failed: fails (see `search status`)" in done.stderr
+    assert "failed: fails (the whole tracebacks: `search status --json`)" in done.stderr
+    assert "3 of 4 fits of family 'fails' failed" in done.stderr and "Traceback" not in done.stderr
     events = {tuple(line.split()[:3]) for line in log.read_text().splitlines()}
     assert ("start", "b", "all") in events and ("end", "b", "all") not in events
     assert state.load(path)["families"]["fails"]["status"] == "failed"
+
+
+def _table(n=60):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"a": rng.normal(size=n), "c": rng.choice(["x", "y"], n)})
+    frame["label"] = np.where(frame["a"] + rng.normal(0, 0.5, n) > 0, "yes", "no")
+    frame["amount"] = 2 * frame["a"] + rng.normal(size=n)
+    frame["name"] = [f"row{i}" for i in range(n)]
+    return frame
+
+
+UNSEARCHABLE = {
+    "cv-above-every-class": (None, ["--target", "label", "--cv", "1000"],
+                             "--cv 1000: the folds are stratified by class, and no class of target 'label' "
+                             "has 1000 rows"),
+    "cv-above-rows": (None, ["--target", "amount", "--cv", "61"],
+                      "--cv 61: the data has only 60 rows, fewer than the folds; use --cv 60 or fewer"),
+    "identifier-target": (None, ["--target", "name"],
+                          "every row has its own value of target 'name', so it looks like an identifier"),
+    "text-for-regression": (None, ["--target", "label", "--task", "regression"],
+                            "--task regression asks for a regression, but target 'label' holds text"),
+    "continuous-for-classification": (None, ["--target", "amount", "--task", "classification"],
+                                      "--task classification asks for a classification, but target "
+                                      "'amount' holds continuous values"),
+    "regression-grids-on-text": (None, ["--target", "label", "--grids", "regression"],
+                                 "--grids regression (its families are all regressors) asks for a "
+                                 "regression, but target 'label' holds text"),
+    "regression-scorer": (None, ["--target", "label", "--scoring", "r2"],
+                          "--scoring r2 cannot score classification predictions of target 'label'"),
+    "single-class": (lambda f: f.assign(label="yes"), ["--target", "label"],
+                     "target 'label' has a single class ('yes') in all 60 rows"),
+    "no-features": (lambda f: f[["label"]], ["--target", "label"],
+                    "has no feature columns besides the target 'label'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNSEARCHABLE))
+def test_data_no_family_can_search_is_refused_before_the_state_is_touched(tmp_path, case):
+    """Refused at once with the fix, not after every fit failed; --restart leaves the old file."""
+    change, args, message = UNSEARCHABLE[case]
+    frame = _table()
+    csv = tmp_path / "t.csv"
+    (change(frame) if change else frame).to_csv(csv, index=False)
+    path = tmp_path / "s.pkl"
+    state.save(path, {"format_version": 1, "run": {}, "families": {}})
+    before = path.read_bytes()
+    result = invoke("run", "--state", str(path), "--data", str(csv), *args, "--restart")
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+    assert path.read_bytes() == before and not list(tmp_path.glob("s.pkl.*.bak"))
+
+
+def test_families_that_are_all_regressors_make_the_task_regression(tmp_path):
+    """As GridSearchCV: folds stratify only for classifiers, even on a few-valued integer target."""
+    grids = tmp_path / "counts.py"
+    grids.write_text(
+        "import numpy as np\nfrom sklearn.linear_model import Ridge\n"
+        "FAMILIES = {'ridge': (Ridge(), {'alpha': [0.1, 1.0, 10.0]})}\n"
+        "def load_data():\n"
+        "    rng = np.random.default_rng(3)\n"
+        "    X = rng.normal(size=(90, 4))\n"
+        "    return X, np.clip(np.round(X[:, 0] * 2 + 3), 0, 6).astype(int)\n"
+    )
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", str(grids))
+    assert result.exit_code == 0, result.output
+    data = state.load(path)
+    assert data["run"]["task"] == "regression"
+    assert_same_as_gridsearch(data["families"]["ridge"], reference(grids)["ridge"])
+
+
+def test_a_family_that_failed_says_why(tmp_path):
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", str(GRIDS / "failing.py"), "--families", "broken")
+    assert result.exit_code == 1
+    assert "15 of 15 fits of family 'broken' failed" in result.output
+    assert "15 x ValueError: this candidate always fails" in result.output
+    assert "Traceback" not in result.output
+    status = invoke("status", "--state", str(path))
+    assert "broken: 15 of 15 fits of family 'broken' failed" in status.output
+    assert "Traceback" not in status.output
+    export = invoke("export", "--state", str(path), "-o", str(tmp_path / "m.pkl"))
+    assert export.exit_code == 1
+    assert "no family is done: 'broken' failed (`search status` says why)" in export.output
+
+
+def test_a_state_location_that_cannot_be_written_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    result = invoke("run", "--state", str(blocker / "s.pkl"), "--grids", QUICK)
+    assert result.exit_code == 1
+    assert f"cannot create the lock file {blocker / 's.pkl.lock'} beside the state file" in result.output
+    assert "choose another --state PATH" in result.output
+
+
+def test_an_empty_state_path_is_bad_usage(tmp_path):
+    result = invoke("run", "--state", "", "--grids", QUICK)
+    assert result.exit_code == 2
+    assert "the path is empty (an unset shell variable?)" in result.output
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"format_version": 99, "run": {}, "families": {}}, "is in state format 99, written by a newer"),
+    ({"format_version": 1, "families": {}}, "is a checksummed file but not a search's state: it has no 'run'"),
+])
+def test_a_state_this_version_cannot_read_is_refused(tmp_path, bad, message):
+    path = tmp_path / "s.pkl"
+    state.save(path, bad)
+    before = path.read_bytes()
+    for args in (["status"], ["run", "--grids", QUICK]):
+        result = invoke(*args, "--state", str(path))
+        assert result.exit_code == 1 and message in result.output
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize("body, message", [
+    ('FAMILIES = {"lr": (LogisticRegression, {"C": [1]})}',
+     "family 'lr': the estimator is the class LogisticRegression, not an estimator; write LogisticRegression()"),
+    ('FAMILIES = {"lr": (make_pipeline(StandardScaler(), LogisticRegression), {"logisticregression__C": [1]})}',
+     "family 'lr': parameter 'steps' of Pipeline is the class LogisticRegression"),
+    ('FAMILIES = {"lr": (LogisticRegression(), {"C": (c for c in [1, 2])})}',
+     "parameter 'C' is <generator object"),
+])
+def test_grids_mistakes_that_used_to_crash_get_a_message(tmp_path, body, message):
+    grids = tmp_path / "g.py"
+    grids.write_text("from sklearn.linear_model import LogisticRegression\n"
+                     "from sklearn.pipeline import make_pipeline\n"
+                     "from sklearn.preprocessing import StandardScaler\n" + body + "\n")
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--grids", str(grids))
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("returns, message", [
+    ("5, 6", "load_data() in the grids file returned X = 5 (int)"),
+    ("np.zeros((0, 2)), np.zeros(0)", "has no rows to search on"),
+    ("np.ones((4, 2)), np.array([0, 1, np.nan, 1])", "is missing (NaN or None) in 1 of its 4 rows"),
+])
+def test_load_data_results_no_family_can_use_are_refused(tmp_path, returns, message):
+    grids = tmp_path / "g.py"
+    grids.write_text("import numpy as np\nfrom sklearn.naive_bayes import GaussianNB\n"
+                     "FAMILIES = {'nb': (GaussianNB(), {'var_smoothing': [1e-9]})}\n"
+                     f"def load_data():\n    return {returns}\n")
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--grids", str(grids))
+    assert result.exit_code == 1
+    assert message in result.output and "Traceback" not in result.output
