@@ -312,34 +312,57 @@ def _check_scorer(scoring: str | None, task: str, y, what: str) -> None:
 # ------------------------------------------------------------------- fingerprints
 
 
-def _canonical(obj):
+def _canonical(obj, seen: frozenset = frozenset()):
     """A representation of ``obj`` that is equal across processes when ``obj`` is.
 
     Estimators are described by class and parameters, functions by module,
     name and code, arrays by dtype, shape and a hash of their bytes. Memory
-    addresses, which ``repr`` shows for many objects, never enter it.
+    addresses, which ``repr`` shows for many objects, never enter it. The
+    user's own functions and classes (a grids file and the modules beside it,
+    see :func:`grids.is_user_module`) are described by what they do: their
+    code with the defaults, closures and globals it reads, so that editing a
+    constant or a helper they use is a change. ``seen`` stops at cycles.
     """
     import numpy as np
 
     if hasattr(obj, "get_params") and not isinstance(obj, type):
         params = obj.get_params(deep=False)
-        return (_qualname(type(obj)), tuple((k, _canonical(params[k])) for k in sorted(params)))
+        kind = _canonical(type(obj), seen) if _is_users(type(obj)) else _qualname(type(obj))
+        return (kind, tuple((k, _canonical(params[k], seen)) for k in sorted(params)))
     if isinstance(obj, dict):
-        return ("dict", tuple((repr(k), _canonical(obj[k])) for k in sorted(obj, key=repr)))
+        return ("dict", tuple((repr(k), _canonical(obj[k], seen)) for k in sorted(obj, key=repr)))
     if isinstance(obj, (list, tuple)):
-        return (type(obj).__name__, tuple(_canonical(v) for v in obj))
+        return (type(obj).__name__, tuple(_canonical(v, seen) for v in obj))
+    if isinstance(obj, (set, frozenset)):  # sorted: a set's order changes with the hash seed
+        return (type(obj).__name__, tuple(sorted(repr(_canonical(v, seen)) for v in obj)))
     if isinstance(obj, np.ndarray):
         import joblib
 
         return ("ndarray", str(obj.dtype), obj.shape, joblib.hash(obj))
+    if isinstance(obj, functools.partial):
+        return ("partial", _canonical(obj.func, seen), _canonical(obj.args, seen),
+                _canonical(obj.keywords, seen))
     if isinstance(obj, (types.FunctionType, types.BuiltinFunctionType, types.MethodType)):
         code = getattr(obj, "__code__", None)
         body = None if code is None else _canonical(code)
-        return ("function", getattr(obj, "__module__", None), obj.__qualname__, body)
+        described = ("function", getattr(obj, "__module__", None), obj.__qualname__, body)
+        if code is None or not _is_users(obj) or id(obj) in seen:
+            return described
+        return described + (_reads(obj, code, seen | {id(obj)}),)
     if isinstance(obj, types.CodeType):  # nested code (comprehensions, inner functions): no addresses
         return ("code", obj.co_code, obj.co_names, tuple(_canonical(c) for c in obj.co_consts))
     if isinstance(obj, type):
-        return ("type", _qualname(obj))
+        if not _is_users(obj) or id(obj) in seen:
+            return ("type", _qualname(obj))
+        seen = seen | {id(obj)}
+        members = tuple((k, _canonical(getattr(v, "__func__", v), seen)) for k, v in sorted(vars(obj).items())
+                        if not (k.startswith("__") and k.endswith("__")) or k == "__init__")
+        bases = tuple(_canonical(b, seen) for b in obj.__bases__)
+        return ("type", _qualname(obj), bases, members)
+    if isinstance(obj, types.ModuleType):
+        return ("module", obj.__name__)
+    if isinstance(obj, property):
+        return ("property", _canonical(obj.fget, seen), _canonical(obj.fset, seen))
     if isinstance(obj, float) and math.isnan(obj):
         return ("float", "nan")
     if obj is None or isinstance(obj, (str, bytes, bool, numbers.Number)):
@@ -353,6 +376,34 @@ def _canonical(obj):
         except Exception:
             return (_qualname(type(obj)), re.sub(r" at 0x[0-9a-f]+", "", text))
     return (_qualname(type(obj)), text)
+
+
+def _is_users(obj) -> bool:
+    from grids import is_user_module
+
+    return is_user_module(getattr(obj, "__module__", None))
+
+
+def _reads(function, code: types.CodeType, seen: frozenset) -> tuple:
+    """What a user's function reads besides its code: defaults, closure cells, globals."""
+    names, stack = set(), [code]
+    while stack:  # the names of nested code (comprehensions, inner functions) count too
+        current = stack.pop()
+        names.update(current.co_names)
+        stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    namespace = getattr(function, "__globals__", {})
+    cells = []
+    for cell in getattr(function, "__closure__", None) or ():
+        try:
+            cells.append(_canonical(cell.cell_contents, seen))
+        except ValueError:  # an empty cell: a variable not yet bound
+            cells.append(None)
+    return (
+        _canonical(getattr(function, "__defaults__", None), seen),
+        _canonical(getattr(function, "__kwdefaults__", None), seen),
+        tuple(cells),
+        tuple((n, _canonical(namespace[n], seen)) for n in sorted(names) if n in namespace),
+    )
 
 
 def _qualname(cls) -> str:

@@ -8,8 +8,12 @@ is checked before any work starts, so a typo costs a second, not a night.
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib.util
+import os
+import site
 import sys
+import sysconfig
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +26,9 @@ from sklearn.model_selection import ParameterGrid
 from grids._builtin import BUILTIN, builtin_families
 from state import SearchError
 
-__all__ = ["GridsError", "Grids", "load_grids", "validate_families"]
+__all__ = ["GridsError", "Grids", "is_user_module", "load_grids", "validate_families"]
 
+_MODULE_PREFIX = "search_user_grids_"
 _EXAMPLE = 'FAMILIES = {"rf": (RandomForestClassifier(), {"n_estimators": [100, 300]})}'
 
 
@@ -87,15 +92,44 @@ def load_grids(spec: str | None, task: str | None = None) -> Grids:
     return Grids(str(path), families, load_data)
 
 
+@functools.cache
+def _library_paths() -> tuple[str, ...]:
+    paths = {sysconfig.get_paths()[k] for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    paths.update(site.getsitepackages())
+    paths.add(site.getusersitepackages())
+    return tuple(os.path.realpath(p) + os.sep for p in paths)
+
+
+def is_user_module(name: str | None) -> bool:
+    """Whether module ``name`` is the user's own code, not an installed library or Python's own.
+
+    The user's code is what a grids file is made of: the file itself and the
+    modules beside it that it imports. Its functions are saved by value and
+    fingerprinted with the globals, defaults and closures they use, so the
+    state loads without it and notices when it changes.
+    """
+    if name == "__main__" or (name or "").startswith(_MODULE_PREFIX):
+        return True
+    module = sys.modules.get(name or "")
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False  # built in, frozen or unknown: not the user's
+    return not os.path.realpath(file).startswith(_library_paths())
+
+
 def _import_file(path: Path):
     if not path.is_file():
         raise GridsError(f"grids file {str(path)!r} does not exist; check the path given to --grids")
     # A stable, private module name: the module's code is pickled by value (below),
     # so estimators that use its functions load where the file does not exist.
-    name = "search_user_grids_" + "".join(c if c.isalnum() else "_" for c in path.stem)
+    name = _MODULE_PREFIX + "".join(c if c.isalnum() else "_" for c in path.stem)
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    before = set(sys.modules)
+    # As `python FILE` does, the file's own directory is searched first for what it imports.
+    directory = str(path.resolve().parent)
+    sys.path.insert(0, directory)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -109,7 +143,14 @@ def _import_file(path: Path):
             f"grids file {str(path)!r} failed while being imported: "
             f"{type(exc).__name__}: {exc}; run `python {path}` to see the full traceback"
         ) from None
+    finally:
+        sys.path.remove(directory)
     cloudpickle.register_pickle_by_value(module)
+    # The user's modules it imported (helpers beside it) go by value too: a best estimator
+    # that uses them loads, and predicts, where they do not exist.
+    for other in sorted(set(sys.modules) - before):
+        if "." not in other and is_user_module(other):
+            cloudpickle.register_pickle_by_value(sys.modules[other])
     return module
 
 

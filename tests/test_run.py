@@ -598,3 +598,79 @@ def test_load_data_results_no_family_can_use_are_refused(tmp_path, returns, mess
     result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--grids", str(grids))
     assert result.exit_code == 1
     assert message in result.output and "Traceback" not in result.output
+
+
+USER_GRIDS = '''
+import functools
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+from helper_features import scaled  # a module beside this file, not installed anywhere
+
+POWER = 1
+KEEP = {"alpha", "beta", "gamma"}  # a set: its order changes with each process's hash seed
+
+
+def transform(X, power=1):
+    return np.sign(X) * np.abs(X) ** (POWER * power) if "beta" in KEEP else X
+
+
+def shifted(X, shift):
+    return X + shift
+
+
+C = {"logisticregression__C": [0.1, 1.0]}
+FAMILIES = {
+    "plain": (make_pipeline(FunctionTransformer(transform), LogisticRegression()), C),
+    "partial": (make_pipeline(FunctionTransformer(functools.partial(shifted, shift=1)), LogisticRegression()), C),
+    "helper": (make_pipeline(FunctionTransformer(scaled), LogisticRegression()), C),
+}
+
+
+def load_data():
+    return make_classification(n_samples=120, n_features=4, random_state=0)
+'''
+
+USER_EDITS = {  # what the user edits -> the family it changes
+    "a module constant": ("grids.py", "POWER = 1", "POWER = 3", "plain"),
+    "a default argument": ("grids.py", "def transform(X, power=1)", "def transform(X, power=3)", "plain"),
+    "the function of a partial": ("grids.py", "return X + shift", "return X - shift", "partial"),
+    "a helper module beside the grids": ("helper_features.py", "FACTOR = 1.0", "FACTOR = 2.0", "helper"),
+}
+
+
+def test_edits_to_the_users_code_are_changes_and_its_models_load_without_it(tmp_path):
+    """Constants, defaults, partials and helper modules the estimators use are part of their fingerprint."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "grids.py").write_text(USER_GRIDS)
+    (project / "helper_features.py").write_text("FACTOR = 1.0\n\n\ndef scaled(X):\n    return X * FACTOR\n")
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", str(project / "grids.py"), "--state", str(path), "--cv", "3", "--n-jobs", "2"]
+    first = run_search(args, tmp_path)  # from another directory: the helper is found beside the grids
+    assert first.returncode == 0, first.stderr
+    saved = path.read_bytes()
+    again = run_search(args, tmp_path)  # another process, another hash seed: nothing changed
+    assert again.returncode == 0, again.stderr
+    before, after = pickle.loads(saved)["families"], state.load(path)["families"]
+    for name in before:
+        assert after[name]["estimator_fingerprint"] == before[name]["estimator_fingerprint"]
+        np.testing.assert_array_equal(after[name]["cv_results"]["mean_fit_time"],
+                                      before[name]["cv_results"]["mean_fit_time"])  # not fitted again
+    for name, (file, old, new, family) in USER_EDITS.items():
+        source = project / file
+        text = source.read_text()
+        source.write_text(text.replace(old, new))
+        changed = run_search(args, tmp_path)
+        source.write_text(text)
+        assert changed.returncode == 1, name
+        assert f"family {family!r} changed since searched" in changed.stderr, (name, changed.stderr)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import pickle, numpy as np\n"
+            f"data = pickle.load(open({str(path)!r}, 'rb'))\n"
+            "print(data['families']['helper']['best_estimator'].predict(np.ones((2, 4))))\n")
+    loaded = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
