@@ -819,6 +819,7 @@ def start_fork_server():
             else:
                 os.environ[var] = value
     _fork_context = context
+    logger.debug("fork server started; it imports %s", ", ".join(_WORKER_PRELOAD))
     return context
 
 
@@ -1401,16 +1402,16 @@ def run(config: RunConfig) -> RunReport:
     subclass) for anything the user must fix, and never leaves the state file
     worse than it found it.
     """
-    unknown = _unknown_scoring(config.scoring)
-    if unknown:
-        raise SearchError(f"--scoring {unknown}")
-    if config.cv < 2:
-        raise SearchError(f"--cv {config.cv} must be at least 2")
     with _Stop().on_signals() as stop:  # from here on, a stop signal means exit 3, not death
         return _run(config, stop)
 
 
 def _run(config: RunConfig, stop: _Stop) -> RunReport:
+    unknown = _unknown_scoring(config.scoring)
+    if unknown:
+        raise SearchError(f"--scoring {unknown}")
+    if config.cv < 2:
+        raise SearchError(f"--cv {config.cv} must be at least 2")
     from grids import load_grids
 
     grids = load_grids(config.grids, config.task)
@@ -1929,6 +1930,8 @@ class _Runner:
         for fam in self.families:
             if fam.entry["status"] == "done":
                 self.report.done.append(fam.name)
+        if all(fam.entry["status"] in ("done", "failed") for fam in self.families):
+            self.report.stopped = None  # a stop that came once all was done stopped nothing
         self.report.wall_time = time.monotonic() - start
         self.report.status = status_rows(self.state)
         return self.report
@@ -2376,19 +2379,25 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
     if n_jobs == 0:
         raise click.BadParameter("0 workers cannot run anything; use -1 for all cores",
                                  param_hint="--n-jobs")
-    if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
-        start_fork_server()
-    try:
-        _check_scoring(scoring)
-        config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
-                           max_time, restart, redo_changed, scheduler,
-                           progress=not ctx.obj["quiet"])
-        from tqdm.contrib.logging import logging_redirect_tqdm
+    # A stop signal from here to the exit is a graceful stop (exit 3), or nothing once all is done.
+    with _Stop().on_signals() as stop:
+        if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
+            start_fork_server()
+        try:
+            _check_scoring(scoring)
+            config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
+                               max_time, restart, redo_changed, scheduler,
+                               progress=not ctx.obj["quiet"])
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm():
-            report = run(config)
-    finally:
-        stop_fork_server()
+            with logging_redirect_tqdm():
+                report = _run(config, stop)
+        finally:
+            stop_fork_server()
+        _report(ctx, report, state_path)
+
+
+def _report(ctx, report: RunReport, state_path: str) -> None:
     _print_table(report.status, selected=report.families)
     if report.stopped:
         click.echo(f"stopped early ({report.stopped}); progress is saved in {state_path}; "

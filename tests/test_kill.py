@@ -212,3 +212,37 @@ def test_data_folder_of_a_killed_runner_is_removed_by_the_next(tmp_path):
     done = run_search(args, tmp_path)
     assert done.returncode == 0, done.stderr
     assert not any(f.exists() for f in folders)
+
+
+def _read_until(proc, text: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        assert line, f"the runner exited before logging {text!r}"
+        if text in line:
+            return
+    raise AssertionError(f"no {text!r} in time")
+
+
+def test_a_stop_signal_before_the_first_fit_is_a_graceful_stop(tmp_path):
+    """While the runner imports scikit-learn, before it has read a file: exit 3, saved."""
+    path = tmp_path / "s.pkl"
+    proc = start(["-vv", "run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"], tmp_path)
+    _read_until(proc, "fork server started")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 3, err[-2000:]
+    assert "stopped early (SIGTERM)" in err
+    assert state.load(path)["families"]  # saved, to resume from
+
+
+def test_a_stop_signal_after_the_last_family_is_done_changes_nothing(tmp_path):
+    """The search is complete: exit 0 with the table, not death by the signal, nor 'stopped early'."""
+    path = tmp_path / "s.pkl"
+    proc = start(["-v", "run", "--grids", str(GRIDS / "quick.py"), "--families", "nb", "--state", str(path),
+                  "--n-jobs", "2"], tmp_path)
+    _read_until(proc, "nb done")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert out.splitlines()[1].startswith("nb ") and "stopped early" not in err
