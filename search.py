@@ -2030,6 +2030,12 @@ def read_state(path: str = DEFAULT_STATE) -> dict:
     try:
         return _checked(state.load(path, lazy=True), path)
     except FileNotFoundError:
+        runner = state.holder(path)
+        if runner is not None:
+            raise SearchError(
+                f"the runner that holds {path} (pid {runner['pid']} on host {runner.get('host', '?')}, "
+                f"since {runner.get('since', '?')}) has not saved it yet; try again in a few seconds"
+            ) from None
         raise SearchError(
             f"there is no state file at {path}; run `search run` first, or name the file "
             "with --state PATH"
@@ -2069,7 +2075,21 @@ def load_best(path: str = DEFAULT_STATE, family: str | None = None):
 
 def _best_estimator(data: dict, name: str):
     estimator = data["families"][name]["best_estimator"]
-    return estimator.load() if isinstance(estimator, Pickled) else estimator
+    if not isinstance(estimator, Pickled):
+        return estimator
+    try:
+        return estimator.load()
+    except Exception as exc:
+        from state._env import _differences
+
+        differs = _differences(data.get("environment"))
+        advice = (f"the packages differ from the ones that wrote it: {'; '.join(differs)}" if differs
+                  else "a module it was written with is missing here: install it, or put its directory "
+                  "on PYTHONPATH")
+        raise SearchError(
+            f"the best estimator of family {name!r} cannot be loaded here "
+            f"({type(exc).__name__}: {exc}); {advice}"
+        ) from None
 
 
 def candidate_rows(data: dict, family: str, top: int | None = None) -> list[dict]:
@@ -2126,9 +2146,9 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     if fmt == "pickle":
         payload = blob.data  # already the estimator's pickle (custom code kept by value)
     elif fmt == "joblib":
-        payload = _joblib_bytes(blob)
+        payload = _joblib_bytes(_best_estimator(data, name), blob)
     else:
-        payload, untrusted = _skops_bytes(blob.load(), name)
+        payload, untrusted = _skops_bytes(_best_estimator(data, name), name)
     with state.atomic_writer(output) as out:
         out.write(payload)
     return Export(name, fmt, output, untrusted)
@@ -2147,7 +2167,7 @@ def check_output(output: str, state_path: str) -> None:
         )
 
 
-def _joblib_bytes(blob: Pickled) -> bytes:
+def _joblib_bytes(estimator, blob: Pickled) -> bytes:
     import io
     import pickle
 
@@ -2155,7 +2175,7 @@ def _joblib_bytes(blob: Pickled) -> bytes:
 
     buffer = io.BytesIO()
     try:
-        joblib.dump(blob.load(), buffer)
+        joblib.dump(estimator, buffer)
     except (pickle.PicklingError, AttributeError, TypeError):
         # Custom functions that only exist by value in the state (a lambda, a function of the
         # grids file) cannot be pickled by reference; store the cloudpickle bytes, which
@@ -2215,7 +2235,7 @@ def predict_frame(path: str, frame, family: str | None = None, proba: bool = Fal
             f"the best estimator of family {name!r} has no predict_proba "
             f"({type(estimator).__name__}); drop --proba or choose another --family"
         )
-    X = frame[features]
+    X = frame[features] if info.get("columns") else frame[features].to_numpy()  # as it was trained
     out = frame.copy()
     try:
         out["prediction"] = estimator.predict(X)
@@ -2483,10 +2503,12 @@ def export_command(state_path, family, output, fmt):
 @state_option
 @click.option("--family", help="Use this family's best estimator (default: the best overall).")
 @click.option("--data", required=True, type=_File(), help="CSV of rows to predict.")
-@click.option("--output", "-o", type=_File(), help="Write the CSV here (default: stdout).")
+@click.option("--output", "-o", type=_File(), help="Write the CSV here (default, or -: stdout).")
 @click.option("--proba", is_flag=True, help="Add a proba_<class> column per class.")
 def predict_command(state_path, family, data, output, proba):
     """Predict for the rows of a CSV: the same rows with a `prediction` column added."""
+    if output == "-":
+        output = None  # stdout, as the convention goes
     if output is not None:
         check_output(output, state_path)
     frame = read_table(data)

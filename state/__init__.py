@@ -19,7 +19,7 @@ from ._errors import (
     StateMismatch,
     StateUnsafe,
 )
-from ._lock import lock
+from ._lock import holder, lock
 from ._store import (
     FORMAT_VERSION,
     TRAILER_SIZE,
@@ -47,6 +47,7 @@ __all__ = [
     "atomic_writer",
     "check_environment",
     "environment",
+    "holder",
     "is_state_file",
     "key_from_environment",
     "load",

@@ -22,9 +22,9 @@ from typing import Any
 
 from . import _fileops
 from ._errors import StateError, StateIOError, StateLocked
-from ._store import StrPath, atomic_writer
+from ._store import StrPath, _process_alive, atomic_writer
 
-__all__ = ["lock"]
+__all__ = ["holder", "lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,20 @@ def _locked_message(path: Path, owner: dict[str, Any] | None) -> str:
         f"state file {path} is in use by another runner: pid {pid} on host {host} since "
         f"{since}; wait for it to finish or stop it (kill {pid}{where}), {retry}"
     )
+
+
+def holder(path: StrPath) -> dict[str, Any] | None:
+    """Who holds the state file ``path``, as it recorded itself (pid, host, since, argv), or None.
+
+    Reads the holder's description without taking the lock; a description left
+    by a runner that was killed on this host is ignored.
+    """
+    owner = _read_owner(_sibling(Path(path), ".lock.owner"))
+    if owner is None or not isinstance(owner.get("pid"), int):
+        return None
+    if owner.get("host") == socket.gethostname() and not _process_alive(owner["pid"]):
+        return None
+    return owner
 
 
 @contextmanager

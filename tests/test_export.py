@@ -223,3 +223,35 @@ def test_rows_the_model_cannot_take_are_a_clear_error(table_state, tmp_path):
     empty.write_text("size,color\n")
     result = invoke("predict", "--state", str(path), "--data", str(empty))
     assert result.exit_code == 1 and f"--data {empty} has no rows to predict for" in result.output
+
+
+def test_a_model_that_needs_a_missing_module_is_a_clear_error(tmp_path, monkeypatch):
+    """As on a machine without a package the model was built with: exit 1 naming it, no traceback."""
+    from conftest import run_search
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    library = tmp_path / "lib"
+    library.mkdir()
+    (library / "vanishing_features.py").write_text("def double(X):\n    return X * 2\n")
+    monkeypatch.syspath_prepend(str(library))
+    from vanishing_features import double  # pickled by reference, as an installed package's function
+
+    X, y = np.arange(20.0).reshape(10, 2), np.array([0, 1] * 5)
+    model = make_pipeline(FunctionTransformer(double), LogisticRegression()).fit(X, y)
+    path = tmp_path / "s.pkl"
+    state.save(path, {
+        "format_version": 1, "environment": state.environment(),
+        "run": {"data": {"columns": ["a", "b"], "target": "y"}, "family_order": ["m"], "scoring": None},
+        "families": {"m": {"status": "done", "best_score": 1.0, "best_params": {}, "n_candidates": 1,
+                           "candidates": {}, "estimator": "m", "best_estimator": state.Pickled(model)}},
+    })
+    csv = tmp_path / "new.csv"
+    csv.write_text("a,b\n1,2\n")
+    for args in (["predict", "--data", str(csv)], ["export", "-o", str(tmp_path / "m.joblib")]):
+        done = run_search([*args, "--state", str(path)], tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert ("the best estimator of family 'm' cannot be loaded here (ModuleNotFoundError: No module "
+                "named 'vanishing_features'); a module it was written with is missing here") in done.stderr
+        assert "Traceback" not in done.stderr
