@@ -438,19 +438,23 @@ def _watch_runner(runner_pid: int) -> None:
     pidfd where the kernel has them (no polling, no pid reuse).
     """
 
+    def gone():  # the runner left its copy of the data behind: the first worker to notice removes it
+        _remove_data_of(runner_pid)
+        os._exit(1)
+
     def watch():
         try:
             fd = os.pidfd_open(runner_pid)
         except ProcessLookupError:
-            os._exit(1)
+            gone()
         except (AttributeError, OSError):  # no pidfd here: poll
             while _process_alive(runner_pid):
                 time.sleep(0.2)
-            os._exit(1)
+            gone()
         import select
 
         select.select([fd], [], [])  # readable once the runner has exited
-        os._exit(1)
+        gone()
 
     threading.Thread(target=watch, name="search-runner-watch", daemon=True).start()
 
@@ -861,11 +865,17 @@ def local_executor(n_workers: int):
 
 
 def _remove_orphaned_data() -> None:
-    """Remove the data folders of runners that were killed before they could clean up."""
+    """Remove the data folders of runners that were killed before they or their workers could."""
     for folder in Path(tempfile.gettempdir()).glob("search-data-*-*"):
         pid = folder.name.split("-")[2]
         if pid.isdigit() and not _process_alive(int(pid)):  # alive, or someone else's: kept
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def _remove_data_of(runner_pid: int) -> None:
+    """Remove the data folder of the runner ``runner_pid``, which has exited."""
+    for folder in Path(tempfile.gettempdir()).glob(f"search-data-{runner_pid}-*"):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class LocalPool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -199,19 +201,29 @@ def test_sigterm_while_starting_up_exits_3(tmp_path):
     assert "SIGTERM received" in err
 
 
-def test_data_folder_of_a_killed_runner_is_removed_by_the_next(tmp_path):
+def test_data_folder_of_a_killed_runner_is_removed_by_its_workers(tmp_path):
     path = tmp_path / "s.pkl"
-    args = ["-q", "run", "--grids", SLOW, "--state", str(path)]
-    proc = start(args, tmp_path)
+    proc = start(["-q", "run", "--grids", SLOW, "--state", str(path)], tmp_path)
     wait_for_progress(path, proc, candidates=1)
-    folders = {p for p in Path(tempfile.gettempdir()).glob(f"search-data-{proc.pid}-*")}
+    folders = set(Path(tempfile.gettempdir()).glob(f"search-data-{proc.pid}-*"))
     assert len(folders) == 1
-    proc.send_signal(signal.SIGKILL)
+    children = workers_of(proc)
+    proc.send_signal(signal.SIGKILL)  # the runner alone: its workers see it go
     proc.wait()
-    assert all(f.exists() for f in folders)  # a SIGKILLed runner cannot clean up
-    done = run_search(args, tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert_all_gone(children)
     assert not any(f.exists() for f in folders)
+
+
+def test_data_folder_left_by_a_runner_and_its_workers_is_removed_by_the_next_runner(tmp_path):
+    """When the workers died with their runner (a power cut, a whole job killed): the next run cleans."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    left = Path(tempfile.mkdtemp(prefix=f"search-data-{int(dead.stdout)}-"))
+    (left / "data.joblib").write_bytes(bytes(1000))
+    path = tmp_path / "s.pkl"
+    done = run_search(["-q", "run", "--grids", str(GRIDS / "quick.py"), "--families", "nb", "--state", str(path)],
+                      tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not left.exists()
 
 
 def _read_until(proc, text: str, timeout: float = 120.0) -> None:
