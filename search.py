@@ -112,15 +112,15 @@ def load_dataset(data: str | None, target: str | None, load_data=None, task=None
             )
         X, y = loaded
         for name, value in (("X", X), ("y", y)):
-            if not hasattr(value, "__len__") or isinstance(value, (str, bytes)):
+            if not (hasattr(value, "shape") or hasattr(value, "__len__")) or isinstance(value, (str, bytes)):
                 raise SearchError(
                     f"load_data() in the grids file returned {name} = {value!r:.60} "
                     f"({type(value).__name__}); it must return (X, y): X a table of rows (a 2-D "
                     "array or a pandas DataFrame), y one target value per row"
                 )
-        if len(X) != len(y):
+        if _n_rows(X) != _n_rows(y):
             raise SearchError(
-                f"load_data() returned X with {len(X)} rows and y with {len(y)}; they must match"
+                f"load_data() returned X with {_n_rows(X)} rows and y with {_n_rows(y)}; they must match"
             )
         return Dataset(X, y, "load_data() of the grids file")
     from sklearn.datasets import load_breast_cancer, load_diabetes
@@ -130,6 +130,11 @@ def load_dataset(data: str | None, target: str | None, load_data=None, task=None
         return Dataset(X, y, "scikit-learn diabetes (built-in)", "target")
     X, y = load_breast_cancer(return_X_y=True, as_frame=True)
     return Dataset(X, y, "scikit-learn breast cancer (built-in)", "target")
+
+
+def _n_rows(values) -> int:
+    shape = getattr(values, "shape", None)  # sparse matrices have no len()
+    return shape[0] if shape else len(values)
 
 
 def read_table(path: str):
@@ -229,10 +234,11 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
 
     X, y = dataset.X, dataset.y
     what = f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
-    n = len(y)
+    n = _n_rows(y)
     if n == 0:
         raise SearchError(f"{dataset.source} has no rows to search on")
-    if np.ndim(X) == 2 and np.shape(X)[1] == 0:
+    shape = getattr(X, "shape", None)  # a table; not a list of texts or of token lists
+    if shape is not None and len(shape) == 2 and shape[1] == 0:
         raise SearchError(
             f"{dataset.source} has no feature columns besides the {what}; give a table with the "
             "columns to predict from"
@@ -355,7 +361,7 @@ def _canonical(obj, seen: frozenset = frozenset()):
         if not _is_users(obj) or id(obj) in seen:
             return ("type", _qualname(obj))
         seen = seen | {id(obj)}
-        members = tuple((k, _canonical(getattr(v, "__func__", v), seen)) for k, v in sorted(vars(obj).items())
+        members = tuple((k, _value(getattr(v, "__func__", v), seen)) for k, v in sorted(vars(obj).items())
                         if not (k.startswith("__") and k.endswith("__")) or k == "__init__")
         bases = tuple(_canonical(b, seen) for b in obj.__bases__)
         return ("type", _qualname(obj), bases, members)
@@ -395,15 +401,47 @@ def _reads(function, code: types.CodeType, seen: frozenset) -> tuple:
     cells = []
     for cell in getattr(function, "__closure__", None) or ():
         try:
-            cells.append(_canonical(cell.cell_contents, seen))
+            cells.append(_value(cell.cell_contents, seen))
         except ValueError:  # an empty cell: a variable not yet bound
             cells.append(None)
     return (
-        _canonical(getattr(function, "__defaults__", None), seen),
-        _canonical(getattr(function, "__kwdefaults__", None), seen),
+        _value(getattr(function, "__defaults__", None), seen),
+        _value(getattr(function, "__kwdefaults__", None), seen),
         tuple(cells),
-        tuple((n, _canonical(namespace[n], seen)) for n in sorted(names) if n in namespace),
+        tuple((n, _value(namespace[n], seen)) for n in sorted(names) if n in namespace),
     )
+
+
+def _value(obj, seen: frozenset):
+    """A value the user's code reads (a constant, a table, a settings object), equal across processes.
+
+    Unlike ``repr`` it covers a whole table, and unlike a pickle it does not
+    depend on the order of a set; a structure that refers back to itself ends
+    the walk there. What cannot be described is described by its type.
+    """
+    if obj is None or isinstance(obj, (str, bytes, bool, numbers.Number)):
+        return _canonical(obj)
+    if isinstance(obj, (types.FunctionType, types.MethodType, types.ModuleType, functools.partial, type,
+                        property)) or hasattr(obj, "get_params"):
+        return _canonical(obj, seen)
+    if id(obj) in seen:
+        return ("cycle",)
+    seen = seen | {id(obj)}
+    if isinstance(obj, dict):
+        items = sorted((repr(_value(k, seen)), _value(v, seen)) for k, v in obj.items())
+        return ("dict", tuple(items))
+    if isinstance(obj, (list, tuple)):
+        return (type(obj).__name__, tuple(_value(v, seen) for v in obj))
+    if isinstance(obj, (set, frozenset)):
+        return (type(obj).__name__, tuple(sorted(repr(_value(v, seen)) for v in obj)))
+    if hasattr(obj, "__dict__") and not hasattr(obj, "__array__") and not hasattr(obj, "dtypes"):
+        return (_qualname(type(obj)), _value(vars(obj), seen))
+    import joblib
+
+    try:
+        return (_qualname(type(obj)), joblib.hash(obj))  # arrays and tables: their whole contents
+    except Exception:
+        return (_qualname(type(obj)),)
 
 
 def _qualname(cls) -> str:
@@ -564,7 +602,7 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
         with contextlib.suppress(FileNotFoundError):
             pair, size = joblib.load(path, mmap_mode="r"), 0  # memory-mapped: costs no memory here
     if pair is None:
-        pair = (prefix.fit_transform(X_train, y_train), prefix.transform(X_test))
+        pair = (prefix.fit_transform(X_train, y_train), _transform(prefix, X_test))
         size = sum(map(_nbytes, pair))
         if size > _PREPROCESSED_LARGEST:
             return pair  # not kept: nobody else sees these
@@ -581,6 +619,19 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
         while sum(s for _, s in _WORKER_PREPROCESSED.values()) > _PREPROCESSED_IN_MEMORY:
             _WORKER_PREPROCESSED.popitem(last=False)
     return _private(pair)
+
+
+def _transform(prefix, X):
+    """``prefix.transform(X)`` step by step, as the whole pipeline would transform it.
+
+    Without Pipeline's check that its last step looks fitted: a stateless
+    transformer (``fit`` returns self) has no fitted attribute to show, and is
+    fitted all the same.
+    """
+    for _, step in prefix.steps:
+        if step is not None and step != "passthrough":
+            X = step.transform(X)
+    return X
 
 
 def _private(pair):

@@ -11,6 +11,7 @@ import difflib
 import functools
 import importlib.util
 import os
+import shlex
 import site
 import sys
 import sysconfig
@@ -103,10 +104,10 @@ def _library_paths() -> tuple[str, ...]:
 def is_user_module(name: str | None) -> bool:
     """Whether module ``name`` is the user's own code, not an installed library or Python's own.
 
-    The user's code is what a grids file is made of: the file itself and the
-    modules beside it that it imports. Its functions are saved by value and
-    fingerprinted with the globals, defaults and closures they use, so the
-    state loads without it and notices when it changes.
+    The user's code (the grids file, modules on PYTHONPATH or installed in
+    development mode) is fingerprinted with the globals, defaults and closures
+    its functions read, so that a resume notices when it changes; libraries are
+    fingerprinted by name, their versions being in the state's environment.
     """
     if name == "__main__" or (name or "").startswith(_MODULE_PREFIX):
         return True
@@ -126,10 +127,6 @@ def _import_file(path: Path):
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    before = set(sys.modules)
-    # As `python FILE` does, the file's own directory is searched first for what it imports.
-    directory = str(path.resolve().parent)
-    sys.path.insert(0, directory)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as exc:
@@ -137,20 +134,26 @@ def _import_file(path: Path):
         raise GridsError(
             f"grids file {str(path)!r} has a syntax error at line {exc.lineno}: {exc.msg}"
         ) from None
+    except ModuleNotFoundError as exc:
+        del sys.modules[name]
+        beside = path.resolve().parent
+        if exc.name and ((beside / f"{exc.name}.py").exists() or (beside / exc.name).is_dir()):
+            raise GridsError(
+                f"grids file {str(path)!r} imports {exc.name!r}, which lies beside it but is not on "
+                f"Python's path (the runner and its workers import it by name); add its directory: "
+                f"PYTHONPATH={shlex.quote(str(beside))} search run ..., or install it as a package"
+            ) from None
+        raise GridsError(
+            f"grids file {str(path)!r} failed while being imported: {type(exc).__name__}: {exc}; "
+            "install the module, or put its directory on PYTHONPATH"
+        ) from None
     except Exception as exc:
         del sys.modules[name]
         raise GridsError(
             f"grids file {str(path)!r} failed while being imported: "
             f"{type(exc).__name__}: {exc}; run `python {path}` to see the full traceback"
         ) from None
-    finally:
-        sys.path.remove(directory)
     cloudpickle.register_pickle_by_value(module)
-    # The user's modules it imported (helpers beside it) go by value too: a best estimator
-    # that uses them loads, and predicts, where they do not exist.
-    for other in sorted(set(sys.modules) - before):
-        if "." not in other and is_user_module(other):
-            cloudpickle.register_pickle_by_value(sys.modules[other])
     return module
 
 
@@ -197,15 +200,22 @@ def validate_families(families: object, *, where: str = "FAMILIES") -> dict:
     return checked
 
 
-def _estimator_class(value, where: str = "the estimator", depth: int = 0):
-    """``(where, cls)`` for the first estimator class given where an instance belongs, else None."""
+def _estimator_class(value, where: str = "the estimator", depth: int = 0, listed: bool = True):
+    """``(where, cls)`` for the first estimator class given where an instance belongs, else None.
+
+    That is the estimator itself and the members of its lists (a pipeline's
+    steps, a column transformer's transformers, an ensemble's estimators),
+    which scikit-learn fits as they are. A parameter holding a class by itself
+    may be meant as one (a wrapper that builds its model from it), so it is
+    left alone.
+    """
     if isinstance(value, type):
-        return (where, value) if hasattr(value, "get_params") else None
+        return (where, value) if listed and hasattr(value, "get_params") else None
     if depth > 20:
         return None
     if isinstance(value, (list, tuple)):
         for item in value:
-            found = _estimator_class(item, where, depth + 1)
+            found = _estimator_class(item, where, depth + 1, listed)
             if found:
                 return found
     elif hasattr(value, "get_params"):
@@ -214,7 +224,8 @@ def _estimator_class(value, where: str = "the estimator", depth: int = 0):
         except Exception:  # not ours to judge here; the checks below report it
             return None
         for key, item in params.items():
-            found = _estimator_class(item, f"parameter {key!r} of {type(value).__name__}", depth + 1)
+            found = _estimator_class(item, f"parameter {key!r} of {type(value).__name__}", depth + 1,
+                                     listed=isinstance(item, (list, tuple)))
             if found:
                 return found
     return None

@@ -7,6 +7,7 @@ import pickle
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -601,24 +602,47 @@ def test_load_data_results_no_family_can_use_are_refused(tmp_path, returns, mess
 
 
 USER_GRIDS = '''
+import dataclasses
 import functools
+import types
 import numpy as np
+import pandas as pd
 from sklearn.datasets import make_classification
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
-from helper_features import scaled  # a module beside this file, not installed anywhere
+from helper_features import scaled  # a module on PYTHONPATH, as the README says
 
 POWER = 1
 KEEP = {"alpha", "beta", "gamma"}  # a set: its order changes with each process's hash seed
 
 
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    drop: frozenset
+
+
+SETTINGS = Settings(frozenset({"x", "y", "z"}))
+NAMESPACE = types.SimpleNamespace(cols={"u", "v", "w"})
+WEIGHTS = pd.DataFrame({"w": np.ones(100)})
+TREE = {"name": "root", "children": []}
+TREE["children"].append({"name": "leaf", "parent": TREE})  # refers back to itself
+
+
 def transform(X, power=1):
-    return np.sign(X) * np.abs(X) ** (POWER * power) if "beta" in KEEP else X
+    assert "beta" in KEEP and "x" in SETTINGS.drop and "u" in NAMESPACE.cols and TREE["children"]
+    return np.sign(X) * np.abs(X) ** (POWER * power) * WEIGHTS["w"].iloc[0]
 
 
 def shifted(X, shift):
     return X + shift
+
+
+DERIVED = {shifted: True}  # a function as a key
+
+
+def keyed(X):
+    return X if DERIVED else -X
 
 
 C = {"logisticregression__C": [0.1, 1.0]}
@@ -626,6 +650,7 @@ FAMILIES = {
     "plain": (make_pipeline(FunctionTransformer(transform), LogisticRegression()), C),
     "partial": (make_pipeline(FunctionTransformer(functools.partial(shifted, shift=1)), LogisticRegression()), C),
     "helper": (make_pipeline(FunctionTransformer(scaled), LogisticRegression()), C),
+    "keyed": (make_pipeline(FunctionTransformer(keyed), LogisticRegression()), C),
 }
 
 
@@ -636,29 +661,38 @@ def load_data():
 USER_EDITS = {  # what the user edits -> the family it changes
     "a module constant": ("grids.py", "POWER = 1", "POWER = 3", "plain"),
     "a default argument": ("grids.py", "def transform(X, power=1)", "def transform(X, power=3)", "plain"),
+    "a row of a table": ("grids.py", "np.ones(100)", "np.r_[np.ones(50), 2.0, np.ones(49)]", "plain"),
     "the function of a partial": ("grids.py", "return X + shift", "return X - shift", "partial"),
-    "a helper module beside the grids": ("helper_features.py", "FACTOR = 1.0", "FACTOR = 2.0", "helper"),
+    "a helper module on PYTHONPATH": ("helper_features.py", "FACTOR = 1.0", "FACTOR = 2.0", "helper"),
 }
 
 
-def test_edits_to_the_users_code_are_changes_and_its_models_load_without_it(tmp_path):
-    """Constants, defaults, partials and helper modules the estimators use are part of their fingerprint."""
+def test_edits_to_the_users_code_are_changes_and_its_models_load_without_it(tmp_path, monkeypatch):
+    """Constants, tables, defaults, partials and helper modules the estimators use are part of their
+    fingerprint, which is the same in every process whatever its hash seed."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "grids.py").write_text(USER_GRIDS)
     (project / "helper_features.py").write_text("FACTOR = 1.0\n\n\ndef scaled(X):\n    return X * FACTOR\n")
     path = tmp_path / "s.pkl"
     args = ["-q", "run", "--grids", str(project / "grids.py"), "--state", str(path), "--cv", "3", "--n-jobs", "2"]
-    first = run_search(args, tmp_path)  # from another directory: the helper is found beside the grids
+    missing = run_search(args, tmp_path)
+    assert missing.returncode == 1
+    assert (f"imports 'helper_features', which lies beside it but is not on Python's path (the runner and "
+            f"its workers import it by name); add its directory: PYTHONPATH={project}") in missing.stderr
+    monkeypatch.setenv("PYTHONPATH", str(project))
+    monkeypatch.syspath_prepend(str(project))  # this process reads the models too
+    first = run_search(args, tmp_path)
     assert first.returncode == 0, first.stderr
     saved = path.read_bytes()
-    again = run_search(args, tmp_path)  # another process, another hash seed: nothing changed
-    assert again.returncode == 0, again.stderr
+    for _ in range(2):  # other processes, other hash seeds: nothing changed, nothing is fitted again
+        again = run_search(args, tmp_path)
+        assert again.returncode == 0, again.stderr
     before, after = pickle.loads(saved)["families"], state.load(path)["families"]
     for name in before:
         assert after[name]["estimator_fingerprint"] == before[name]["estimator_fingerprint"]
         np.testing.assert_array_equal(after[name]["cv_results"]["mean_fit_time"],
-                                      before[name]["cv_results"]["mean_fit_time"])  # not fitted again
+                                      before[name]["cv_results"]["mean_fit_time"])
     for name, (file, old, new, family) in USER_EDITS.items():
         source = project / file
         text = source.read_text()
@@ -666,11 +700,24 @@ def test_edits_to_the_users_code_are_changes_and_its_models_load_without_it(tmp_
         changed = run_search(args, tmp_path)
         source.write_text(text)
         assert changed.returncode == 1, name
-        assert f"family {family!r} changed since searched" in changed.stderr, (name, changed.stderr)
+        said = changed.stderr.split(" changed since searched")[0]  # "famil(y|ies) 'a', 'b'"
+        assert "changed since searched" in changed.stderr and repr(family) in said, (name, changed.stderr)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("import pickle, numpy as np\n"
-            f"data = pickle.load(open({str(path)!r}, 'rb'))\n"
-            "print(data['families']['helper']['best_estimator'].predict(np.ones((2, 4))))\n")
+    code = ("import numpy as np, state\n"
+            f"data = state.load({str(path)!r}, lazy=True)\n"
+            "print(data['families']['plain']['best_estimator'].load().predict(np.ones((2, 4))))\n"
+            "data['families']['helper']['best_estimator'].load()\n")
+    monkeypatch.setenv("PYTHONPATH", str(Path(search.__file__).parent))  # the project, not the grids
     loaded = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True, text=True)
-    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.startswith("[")  # the grids file's own code travels with its models
+    assert "No module named 'helper_features'" in loaded.stderr  # a module on the path does not
+
+
+@pytest.mark.parametrize("grids", ["unusual_estimators.py", "token_lists.py", "sparse_rows.py"])
+def test_what_gridsearchcv_takes_is_searched_as_it_would_be(tmp_path, grids):
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", str(GRIDS / grids), "--cv", "3", "--n-jobs", "2")
+    assert result.exit_code == 0, result.output
+    for name, ref in reference(GRIDS / grids, cv=3).items():
+        assert_same_as_gridsearch(state.load(path)["families"][name], ref)
