@@ -2002,19 +2002,22 @@ class FitFailedWarningGroup(UserWarning):
     """Some fits of a family failed; their scores are NaN (GridSearchCV's error_score)."""
 
 
+_LAST_TRACEBACK = "  Last traceback:"  # in a failure summary, what follows is for `status --json` only
+
+
 def _failure_summary(name: str, errors: list[str], n_fits: int) -> str:
     counts = collections.Counter(e.strip().splitlines()[-1] for e in errors)
     lines = [f"{len(errors)} of {n_fits} fits of family {name!r} failed; their score is NaN."]
     lines += [f"  {n} x {message}" for message, n in counts.most_common()]
-    lines.append("  Last traceback:\n" + errors[-1].rstrip())
+    lines.append(f"{_LAST_TRACEBACK}\n" + errors[-1].rstrip())
     return "\n".join(lines)
 
 
 def failure_headline(error: str) -> str:
     """A failed family's error without its traceback: what failed, how often, and why."""
     lines = error.rstrip().splitlines()
-    if "  Last traceback:" in lines:
-        return "\n".join(lines[: lines.index("  Last traceback:")])
+    if _LAST_TRACEBACK in lines:
+        return "\n".join(lines[: lines.index(_LAST_TRACEBACK)])
     return lines[0] + (f"\n  {lines[-1].strip()}" if len(lines) > 1 else "")
 
 
@@ -2219,8 +2222,8 @@ def check_output(output: str, state_path: str) -> None:
     """Refuse to write an export or predictions over the search's own files, or any state file."""
     if not str(output).strip():
         raise SearchError("--output is empty; give the path of the file to write")
-    own = (state_path, state.previous_path(state_path), f"{state_path}.lock", f"{state_path}.lock.owner")
-    if os.path.realpath(output) in {os.path.realpath(p) for p in own} or state.is_state_file(output):
+    own = {os.path.realpath(p) for p in (state_path, *state.companions(state_path))}
+    if os.path.realpath(output) in own or state.is_state_file(output):
         raise SearchError(
             f"--output {output} is a search's state file (or one of its companions); writing "
             "there would destroy the saved search. Choose another file, e.g. -o model.joblib "

@@ -22,9 +22,9 @@ from typing import Any
 
 from . import _fileops
 from ._errors import StateError, StateIOError, StateLocked
-from ._store import StrPath, _process_alive, atomic_writer
+from ._store import StrPath, _process_alive, atomic_writer, previous_path
 
-__all__ = ["holder", "lock"]
+__all__ = ["companions", "holder", "lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +67,12 @@ def _locked_message(path: Path, owner: dict[str, Any] | None) -> str:
         f"state file {path} is in use by another runner: pid {pid} on host {host} since "
         f"{since}; wait for it to finish or stop it (kill {pid}{where}), {retry}"
     )
+
+
+def companions(path: StrPath) -> tuple[Path, ...]:
+    """The files a state file ``path`` comes with: its previous generation, its lock and the lock's holder."""
+    path = Path(path)
+    return (previous_path(path), _sibling(path, ".lock"), _sibling(path, ".lock.owner"))
 
 
 def holder(path: StrPath) -> dict[str, Any] | None:
