@@ -142,7 +142,16 @@ def read_table(path: str):
     import pandas as pd
 
     try:
-        return pd.read_csv(path)
+        with warnings.catch_warnings():
+            # A row with more fields than the header is an error, not a first column turned into
+            # the index (pandas' default) or silently dropped; a delimiter ending every line is fine.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, index_col=False)
+    except pd.errors.ParserWarning as exc:
+        raise SearchError(
+            f"--data {path}: a row has more fields than the header ({exc}); check the file's "
+            "delimiters and quoting"
+        ) from None
     except FileNotFoundError:
         raise SearchError(f"--data {path}: no such file; check the path") from None
     except UnicodeDecodeError as exc:
@@ -153,7 +162,7 @@ def read_table(path: str):
             f"iconv -f latin1 -t utf-8 {shlex.quote(path)} > converted.csv"
         ) from None
     except (OSError, ValueError) as exc:
-        raise SearchError(f"--data {path} could not be read as CSV: {exc}") from None
+        raise SearchError(f"--data {path} could not be read as CSV: {str(exc).strip()}") from None
 
 
 def _read_csv(path: str, target: str | None) -> Dataset:
@@ -304,15 +313,21 @@ def _check_scorer(scoring: str | None, task: str, y, what: str) -> None:
 
     X = np.zeros((len(y), 1))
     dummy = DummyClassifier() if task == "classification" else DummyRegressor()
+    scorer = get_scorer(scoring)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            get_scorer(scoring)(dummy.fit(X, y), X, y)
+            scorer(dummy.fit(X, y), X, y)
     except Exception as exc:
         raise SearchError(
             f"--scoring {scoring} cannot score {task} predictions of {what}: "
             f"{type(exc).__name__}: {exc}; choose a {task} scorer, e.g. {_SCORERS[task]}"
         ) from None
+    metric = getattr(scorer, "_score_func", None)
+    if task == "classification" and getattr(metric, "__module__", "").endswith("._regression"):
+        logger.warning("--scoring %s is a regression metric: it will score the class labels as numbers "
+                       "(a distance between classes); for classification choose e.g. %s",
+                       scoring, _SCORERS[task])
 
 
 # ------------------------------------------------------------------- fingerprints
@@ -442,6 +457,11 @@ def _value(obj, seen: frozenset):
         return (_qualname(type(obj)), joblib.hash(obj))  # arrays and tables: their whole contents
     except Exception:
         return (_qualname(type(obj)),)
+
+
+def _stable_repr(obj) -> str:
+    """``repr(obj)`` (kept as is if already a string) without memory addresses, which change every run."""
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", obj if isinstance(obj, str) else repr(obj))
 
 
 def _qualname(cls) -> str:
@@ -1630,7 +1650,7 @@ class _Runner:
             if entry is None:
                 entry = self.state["families"][name] = {
                     "status": "pending",
-                    "estimator": repr(estimator),
+                    "estimator": _stable_repr(estimator),
                     "estimator_fingerprint": estimator_fp,
                     "grid_fingerprint": grid_fp,
                     "n_candidates": len(candidates),
@@ -2141,12 +2161,17 @@ def _best_estimator(data: dict, name: str):
     estimator = data["families"][name]["best_estimator"]
     if not isinstance(estimator, Pickled):
         return estimator
-    try:
-        return estimator.load()
-    except Exception as exc:
-        from state._env import _differences
+    from state._env import _differences
 
-        differs = _differences(data.get("environment"))
+    differs = _differences(data.get("environment"))
+    try:
+        with warnings.catch_warnings():
+            if differs:  # loading the state said so once; scikit-learn would repeat it per class
+                from sklearn.exceptions import InconsistentVersionWarning
+
+                warnings.simplefilter("ignore", InconsistentVersionWarning)
+            return estimator.load()
+    except Exception as exc:
         advice = (f"the packages differ from the ones that wrote it: {'; '.join(differs)}" if differs
                   else "a module it was written with is missing here: install it, or put its directory "
                   "on PYTHONPATH")
@@ -2199,11 +2224,16 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     fmt : {"pickle", "joblib", "skops"} or None
         None picks by the extension of ``output`` (.joblib, .skops), else pickle.
     """
-    check_output(output, path)
+    to_stdout = output == "-"
+    if to_stdout and sys.stdout.isatty():
+        raise SearchError("-o - writes the model's bytes to stdout, which is a terminal here; "
+                          "redirect it (-o - > model.pkl) or give a file, e.g. -o model.joblib")
+    if not to_stdout:
+        check_output(output, path)
     data = read_state(path)
     name = best_family(data, family)
     if fmt is None:
-        fmt = {".joblib": "joblib", ".skops": "skops"}.get(Path(output).suffix, "pickle")
+        fmt = {".joblib": "joblib", ".skops": "skops"}.get(Path(output).suffix.lower(), "pickle")
     blob = data["families"][name]["best_estimator"]
     blob = blob if isinstance(blob, Pickled) else Pickled(blob)
     untrusted: list[str] = []
@@ -2213,9 +2243,21 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
         payload = _joblib_bytes(_best_estimator(data, name), blob)
     else:
         payload, untrusted = _skops_bytes(_best_estimator(data, name), name)
-    with state.atomic_writer(output) as out:
-        out.write(payload)
+    if to_stdout:
+        sys.stdout.buffer.write(payload)
+        sys.stdout.buffer.flush()
+    else:
+        with state.atomic_writer(output, mode=_new_file_mode()) as out:
+            out.write(payload)
     return Export(name, fmt, output, untrusted)
+
+
+def _new_file_mode() -> int:
+    """The permissions a new file gets from this process's umask (exports and predictions are
+    the user's files, to share like any other; only the state file stays private)."""
+    umask = os.umask(0o077)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def check_output(output: str, state_path: str) -> None:
@@ -2223,7 +2265,7 @@ def check_output(output: str, state_path: str) -> None:
     if not str(output).strip():
         raise SearchError("--output is empty; give the path of the file to write")
     own = {os.path.realpath(p) for p in (state_path, *state.companions(state_path))}
-    if os.path.realpath(output) in own or state.is_state_file(output):
+    if os.path.realpath(output) in own or state.is_state_file(output) or state.companion_of(output):
         raise SearchError(
             f"--output {output} is a search's state file (or one of its companions); writing "
             "there would destroy the saved search. Choose another file, e.g. -o model.joblib "
@@ -2301,15 +2343,22 @@ def predict_frame(path: str, frame, family: str | None = None, proba: bool = Fal
         )
     X = frame[features] if info.get("columns") else frame[features].to_numpy()  # as it was trained
     out = frame.copy()
+    added = {"prediction", *(f"proba_{label}" for label in (estimator.classes_ if proba else ()))}
+    replaced = [c for c in out.columns if c in added]
+    if replaced:
+        logger.warning("the rows already have column%s %s; replaced by this prediction",
+                       "s" if len(replaced) > 1 else "", ", ".join(map(repr, replaced)))
     try:
         out["prediction"] = estimator.predict(X)
         if proba:
             for label, column in zip(estimator.classes_, np.asarray(estimator.predict_proba(X)).T):
                 out[f"proba_{label}"] = column
-    except (ValueError, TypeError) as exc:
+    except Exception as exc:  # the model's code, maybe the user's: any error is about these rows
+        advice = ("check that each column holds the same kind of values as in training"
+                  if isinstance(exc, (ValueError, TypeError)) else
+                  "the error comes from the model's own code; check the rows against what it expects")
         raise SearchError(
-            f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; "
-            "check that each column holds the same kind of values as in training"
+            f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None
     return out
 
@@ -2407,6 +2456,12 @@ def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
     logging.getLogger().setLevel(level)
     logging.getLogger("distributed").setLevel(logging.DEBUG if obj["verbose"] > 1 else logging.WARNING)
     logging.captureWarnings(True)
+    warnings.formatwarning = _format_warning
+
+
+def _format_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line, ``Category: message``: where in the code it was raised is noise here."""
+    return f"{category.__name__}: {message}"
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -2540,7 +2595,7 @@ def best_command(state_path, as_json):
     entry = data["families"][name]
     result = {"family": name, "best_score": entry["best_score"], "best_params": entry["best_params"],
               "scoring": data["run"]["scoring"] or "default (the estimator's score method)",
-              "estimator": entry["estimator"]}
+              "estimator": _stable_repr(entry["estimator"])}
     if as_json:
         _echo_json(result)
         return
@@ -2550,17 +2605,20 @@ def best_command(state_path, as_json):
 @cli.command("export")
 @state_option
 @click.option("--family", help="Export this family's best estimator (default: the best overall).")
-@click.option("--output", "-o", required=True, type=_File(), help="The file to write.")
+@click.option("--output", "-o", required=True, type=_File(), help="The file to write (-: stdout).")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS),
               help="Default: by the extension (.joblib, .skops), else pickle.")
 def export_command(state_path, family, output, fmt):
     """Write one family's best estimator to a file, atomically."""
     done = export_best(state_path, output, family, fmt)
-    click.echo(f"wrote the best estimator of {done.family} to {done.path} ({done.format})")
+    err = output == "-"  # stdout holds the model itself
+    where = "stdout" if err else done.path
+    click.echo(f"wrote the best estimator of {done.family} to {where} ({done.format})", err=err)
     if done.format == "skops":
         trusted = ", ".join(repr(t) for t in done.untrusted) or "(none)"
-        click.echo(f"types to trust when loading: {trusted}")
-        click.echo(f"load it with: skops.io.load({done.path!r}, trusted=[{', '.join(map(repr, done.untrusted))}])")
+        click.echo(f"types to trust when loading: {trusted}", err=err)
+        click.echo(f"load it with: skops.io.load({'PATH' if err else repr(done.path)}, "
+                   f"trusted=[{', '.join(map(repr, done.untrusted))}])", err=err)
 
 
 @cli.command("predict")
@@ -2575,6 +2633,11 @@ def predict_command(state_path, family, data, output, proba):
         output = None  # stdout, as the convention goes
     if output is not None:
         check_output(output, state_path)
+        if os.path.exists(output) and os.path.samefile(output, data):
+            raise SearchError(
+                f"--output {output} is the --data file itself; writing there would replace the "
+                "rows read. Choose another file, e.g. -o predictions.csv"
+            )
     frame = read_table(data)
     if len(frame) == 0:
         raise SearchError(f"--data {data} has no rows to predict for")
@@ -2582,7 +2645,7 @@ def predict_command(state_path, family, data, output, proba):
     if output is None:
         result.to_csv(sys.stdout, index=False)
         return
-    with state.atomic_writer(output, mode=0o644) as out:
+    with state.atomic_writer(output, mode=_new_file_mode()) as out:
         out.write(result.to_csv(index=False).encode())
     click.echo(f"wrote {len(result)} predictions to {output}", err=True)
 

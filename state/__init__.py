@@ -19,7 +19,7 @@ from ._errors import (
     StateMismatch,
     StateUnsafe,
 )
-from ._lock import companions, holder, lock
+from ._lock import companion_of, companions, holder, lock
 from ._store import (
     FORMAT_VERSION,
     TRAILER_SIZE,
@@ -46,6 +46,7 @@ __all__ = [
     "StateUnsafe",
     "atomic_writer",
     "check_environment",
+    "companion_of",
     "companions",
     "environment",
     "holder",

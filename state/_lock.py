@@ -22,9 +22,9 @@ from typing import Any
 
 from . import _fileops
 from ._errors import StateError, StateIOError, StateLocked
-from ._store import StrPath, _process_alive, atomic_writer, previous_path
+from ._store import StrPath, _process_alive, atomic_writer, is_state_file, previous_path
 
-__all__ = ["companions", "holder", "lock"]
+__all__ = ["companion_of", "companions", "holder", "lock"]
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +73,21 @@ def companions(path: StrPath) -> tuple[Path, ...]:
     """The files a state file ``path`` comes with: its previous generation, its lock and the lock's holder."""
     path = Path(path)
     return (previous_path(path), _sibling(path, ".lock"), _sibling(path, ".lock.owner"))
+
+
+def companion_of(path: StrPath) -> Path | None:
+    """The state file whose companion ``path`` is (see :func:`companions`), or None.
+
+    ``path`` is one if its name is a state file's plus a companion's suffix and
+    that state file exists or is being searched into (its lock is there).
+    """
+    path = Path(path)
+    for suffix in (".lock.owner", ".lock", ".prev"):
+        if path.name.endswith(suffix) and len(path.name) > len(suffix):
+            base = path.with_name(path.name[: -len(suffix)])
+            if is_state_file(base) or any(p != path and os.path.lexists(p) for p in companions(base)[1:]):
+                return base
+    return None
 
 
 def holder(path: StrPath) -> dict[str, Any] | None:

@@ -86,6 +86,9 @@ _COPY_CHUNK = 1 << 24
 _NO_HARDLINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS})
 
 _NO_TRAILER = "no checksum trailer: not written by checkpointed-search, refusing to unpickle it"
+_NOT_PICKLE = "not a pickle: a CSV or other file given as the state file?"
+# Reasons that say the file never was a state file (another pickle, a text file), not a damaged one.
+_FOREIGN = (_NO_TRAILER, _NOT_PICKLE)
 
 
 class Pickled:
@@ -729,6 +732,8 @@ def _missing_trailer_reason(data: bytes) -> str:
         if _HEADER.unpack_from(data, position)[3] == position:
             extra = size - position - TRAILER_SIZE
             return f"{extra} bytes appended after its checksum trailer"
+    if data[:1] != b"\x80":  # every state file starts with pickle's PROTO opcode
+        return _NOT_PICKLE
     if data[-1:] == b".":  # ends like a complete pickle: written by something else
         return _NO_TRAILER
     return "truncated"
@@ -855,6 +860,11 @@ def _check_replaceable(path: Path, key: bytes | None) -> None:
         _parse_trailer(data)
     except _Damaged as damaged:
         quoted = shlex.quote(str(path))
+        if damaged.reason in _FOREIGN:
+            raise StateCorrupt(
+                f"{path} is not a state file ({damaged.reason}); refusing to overwrite it. "
+                "Name another file with --state PATH"
+            ) from None
         raise StateCorrupt(
             f"state file {path} is damaged ({damaged.reason}); refusing to overwrite it. "
             f"To start afresh, move it away first (mv {quoted} {quoted}.damaged). "
@@ -934,6 +944,11 @@ def load(path: StrPath, *, lazy: bool = False, key: bytes | None = None) -> dict
                 _verify(path, data, algorithm, key)
             except _Damaged as damaged:
                 hint, intact = _previous_hint(path, key)
+                if not intact and damaged.reason in _FOREIGN:  # nothing was damaged: a wrong path
+                    raise StateCorrupt(
+                        f"{path} is not a state file ({damaged.reason}); it was left as it is. "
+                        "Name the state file with --state PATH"
+                    ) from None
                 if not intact:
                     quoted = shlex.quote(str(path))  # no way back: say how to start afresh
                     hint += f" To start afresh, move the damaged file away: mv {quoted} {quoted}.damaged"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import subprocess
 import sys
 
@@ -10,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, import_file
+from conftest import GRIDS, import_file, run_search
 
 import search
 import state
@@ -194,13 +196,19 @@ def test_load_under_another_scikit_learn_version_warns(table_state, tmp_path):
 
 
 @pytest.mark.parametrize("command", ["export", "predict"])
-@pytest.mark.parametrize("target", ["the state", "its previous generation", "another state"])
+@pytest.mark.parametrize("target", ["the state", "its previous generation", "another state",
+                                    "another state's lock", "the lock of a search not yet saved"])
 def test_output_never_overwrites_a_state_file(table_state, tmp_path, command, target):
+    """Nor a companion of one: a lock replaced by a new file would let a second runner in."""
     path, frame = table_state
     other = tmp_path / "other.pkl"
     state.save(other, {"format_version": 1, "run": {}, "families": {}})
+    (tmp_path / "other.pkl.lock").write_bytes(b"")
+    (tmp_path / "starting.pkl.lock").write_bytes(b"")
+    (tmp_path / "starting.pkl.lock.owner").write_text('{"pid": 1}')
     output = {"the state": path, "its previous generation": state.previous_path(path),
-              "another state": other}[target]
+              "another state": other, "another state's lock": tmp_path / "other.pkl.lock",
+              "the lock of a search not yet saved": tmp_path / "starting.pkl.lock"}[target]
     before = output.read_bytes()
     csv = tmp_path / "new.csv"
     frame.head(3).to_csv(csv, index=False)
@@ -225,9 +233,130 @@ def test_rows_the_model_cannot_take_are_a_clear_error(table_state, tmp_path):
     assert result.exit_code == 1 and f"--data {empty} has no rows to predict for" in result.output
 
 
+def _lookup_city(X):
+    """A model's own code that fails on rows it was not made for (a KeyError, not a ValueError)."""
+    codes = {"paris": 0.0, "rome": 1.0}
+    return np.array([[codes[city]] for city in X["city"]])
+
+
+def _hand_made_state(path, model, columns, target="y"):
+    state.save(path, {
+        "format_version": 1, "environment": state.environment(),
+        "run": {"data": {"columns": columns, "target": target}, "family_order": ["m"], "scoring": None},
+        "families": {"m": {"status": "done", "best_score": 1.0, "best_params": {}, "n_candidates": 1,
+                           "candidates": {}, "estimator": "m", "best_estimator": state.Pickled(model)}},
+    })
+
+
+def test_any_error_of_the_models_own_code_is_a_clear_error(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    train = pd.DataFrame({"city": ["paris", "rome"] * 5})
+    model = make_pipeline(FunctionTransformer(_lookup_city), LogisticRegression()).fit(train, [0, 1] * 5)
+    path = tmp_path / "s.pkl"
+    _hand_made_state(path, model, ["city"])
+    csv = tmp_path / "new.csv"
+    csv.write_text("city\nparis\ntokyo\n")
+    result = invoke("predict", "--state", str(path), "--data", str(csv))
+    assert result.exit_code == 1
+    assert ("family 'm' could not predict for these rows: KeyError: 'tokyo'; the error comes from the "
+            "model's own code") in result.output
+    assert "Traceback" not in result.output
+
+
+def test_predict_keeps_its_input_and_says_what_it_replaces(table_state, tmp_path):
+    path, frame = table_state
+    csv = tmp_path / "new.csv"
+    frame.head(3).assign(prediction="old").to_csv(csv, index=False)
+    before = csv.read_bytes()
+    result = invoke("predict", "--state", str(path), "--data", str(csv), "-o", str(csv))
+    assert result.exit_code == 1
+    assert f"--output {csv} is the --data file itself" in result.output
+    assert csv.read_bytes() == before
+    done = run_search(["predict", "--state", str(path), "--data", str(csv), "--family", "lr"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: the rows already have column 'prediction'; replaced by this prediction" in done.stderr
+    assert "old" not in done.stdout
+
+
+def test_export_to_stdout_with_the_message_on_stderr(table_state, tmp_path):
+    import pickle
+
+    path, frame = table_state
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(search.__file__))
+    done = subprocess.run([sys.executable, "-m", "search", "export", "--state", str(path), "-o", "-"],
+                          cwd=tmp_path, capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert b"wrote the best estimator of" in done.stderr and b"to stdout (pickle)" in done.stderr
+    model = pickle.loads(done.stdout)
+    assert model.predict(frame.drop(columns="label").head(2)).shape == (2,)
+
+
+def test_exports_get_the_users_permissions_and_case_blind_extensions(table_state, tmp_path):
+    import joblib
+
+    path, frame = table_state
+    umask = os.umask(0o022)
+    try:
+        for name in ("model.JOBLIB", "model.pkl"):
+            assert invoke("export", "--state", str(path), "-o", str(tmp_path / name)).exit_code == 0
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)
+    assert joblib.load(tmp_path / "model.JOBLIB").predict(frame.drop(columns="label").head(2)).shape == (2,)
+    assert (tmp_path / "model.JOBLIB").read_bytes() != (tmp_path / "model.pkl").read_bytes()
+
+
+def test_a_file_that_is_no_state_is_not_called_damaged(table_state, tmp_path):
+    """A training CSV or an exported model given as --state: say so; do not advise moving it away."""
+    path, frame = table_state
+    csv = tmp_path / "train.csv"
+    frame.to_csv(csv, index=False)
+    model = tmp_path / "model.pkl"
+    assert invoke("export", "--state", str(path), "-o", str(model)).exit_code == 0
+    for wrong, reason in ((csv, "not a pickle: a CSV or other file given as the state file?"),
+                          (model, "no checksum trailer: not written by checkpointed-search")):
+        before = wrong.read_bytes()
+        for args in (["status"], ["predict", "--data", str(csv)], ["run", "--data", str(csv),
+                                                                   "--target", "label"]):
+            result = invoke(*args, "--state", str(wrong))
+            assert result.exit_code == 1, result.output
+            assert f"{wrong} is not a state file ({reason}" in result.output
+            assert "mv " not in result.output and "damaged" not in result.output
+        assert wrong.read_bytes() == before
+
+
+def test_best_json_is_the_same_from_run_to_run(table_state):
+    path, _ = table_state
+    best = json.loads(invoke("best", "--state", str(path), "--json").output)
+    assert " at 0x" not in best["estimator"] and "Pipeline(" in best["estimator"]
+
+
+def test_warnings_are_one_line_each(table_state, tmp_path):
+    path, frame = table_state
+    data = state.load(path)
+    data["environment"]["scikit-learn"] = "0.0.1"
+    other = tmp_path / "old.pkl"
+    state.save(other, data)
+    frame.head(3).to_csv(tmp_path / "rows.csv", index=False)
+    done = run_search(["predict", "--state", str(other), "--data", str(tmp_path / "rows.csv")], tmp_path)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "0.0.1" in line]
+    assert warned == ["WARNING: EnvironmentMismatchWarning: state file was written with scikit-learn 0.0.1, "
+                      f"this is scikit-learn {sklearn_version()}; estimators may not load or behave the same"]
+    assert "state.load(" not in done.stderr and "_checked(" not in done.stderr
+
+
+def sklearn_version():
+    import sklearn
+
+    return sklearn.__version__
+
+
 def test_a_model_that_needs_a_missing_module_is_a_clear_error(tmp_path, monkeypatch):
     """As on a machine without a package the model was built with: exit 1 naming it, no traceback."""
-    from conftest import run_search
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
@@ -241,12 +370,7 @@ def test_a_model_that_needs_a_missing_module_is_a_clear_error(tmp_path, monkeypa
     X, y = np.arange(20.0).reshape(10, 2), np.array([0, 1] * 5)
     model = make_pipeline(FunctionTransformer(double), LogisticRegression()).fit(X, y)
     path = tmp_path / "s.pkl"
-    state.save(path, {
-        "format_version": 1, "environment": state.environment(),
-        "run": {"data": {"columns": ["a", "b"], "target": "y"}, "family_order": ["m"], "scoring": None},
-        "families": {"m": {"status": "done", "best_score": 1.0, "best_params": {}, "n_candidates": 1,
-                           "candidates": {}, "estimator": "m", "best_estimator": state.Pickled(model)}},
-    })
+    _hand_made_state(path, model, ["a", "b"])
     csv = tmp_path / "new.csv"
     csv.write_text("a,b\n1,2\n")
     for args in (["predict", "--data", str(csv)], ["export", "-o", str(tmp_path / "m.joblib")]):

@@ -505,6 +505,33 @@ def test_data_no_family_can_search_is_refused_before_the_state_is_touched(tmp_pa
     assert path.read_bytes() == before and not list(tmp_path.glob("s.pkl.*.bak"))
 
 
+def test_a_delimiter_ending_every_line_is_read_and_an_extra_field_refused(tmp_path):
+    """pandas would make the first column the index when rows have one field more than the header."""
+    frame = _table()
+    lines = frame.to_csv(index=False).splitlines()
+    trailing = tmp_path / "trailing.csv"
+    trailing.write_text("\n".join([lines[0]] + [line + "," for line in lines[1:]]) + "\n")
+    read = search.read_table(str(trailing))
+    pd.testing.assert_frame_equal(read[frame.columns], frame)
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text("\n".join([lines[0], "9," + lines[1], *lines[2:]]) + "\n")
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--data", str(shifted), "--target", "label")
+    assert result.exit_code == 1
+    assert f"--data {shifted}: a row has more fields than the header" in result.output
+    assert not path.exists()
+
+
+def test_a_regression_metric_on_class_labels_is_warned_about(tmp_path):
+    frame = _table().assign(label=lambda f: (f["a"] > 0).astype(int))
+    csv = tmp_path / "t.csv"
+    frame.drop(columns="name").to_csv(csv, index=False)
+    done = run_search(["run", "--state", str(tmp_path / "s.pkl"), "--data", str(csv), "--target", "label",
+                       "--families", "nb", "--scoring", "r2"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: --scoring r2 is a regression metric: it will score the class labels as numbers" in done.stderr
+
+
 def test_families_that_are_all_regressors_make_the_task_regression(tmp_path):
     """As GridSearchCV: folds stratify only for classifiers, even on a few-valued integer target."""
     grids = tmp_path / "counts.py"
