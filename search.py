@@ -60,6 +60,7 @@ __all__ = [
     "cli",
     "export_best",
     "load_best",
+    "main",
     "parse_duration",
     "predict_frame",
     "read_state",
@@ -583,7 +584,8 @@ def _shared_preprocessing(estimator, params: dict):
     return estimator[:-1]
 
 
-_WORKER_PREPROCESSED: collections.OrderedDict = collections.OrderedDict()  # name: (pair, bytes in memory)
+# (data, name): (pair, bytes in memory); the data is its file (local) or its scattered key (dask)
+_WORKER_PREPROCESSED: collections.OrderedDict = collections.OrderedDict()
 _PREPROCESSED_LOCK = threading.Lock()
 _PREPROCESSED_IN_MEMORY = 512 * 2**20  # bytes of transformed folds a worker keeps in memory (dask)
 _PREPROCESSED_LARGEST = 2**30  # a fold transformed to more bytes than this is not kept
@@ -612,10 +614,14 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
     import joblib
 
     name = preprocessed_name(estimator_blob, fold)
+    # A dask worker outlives runs: the same family and fold of another run's data is another entry.
+    # Data given as itself (a library caller's tuple) has no name to keep its folds under.
+    of = data_ref if isinstance(data_ref, str) else getattr(data_ref, "key", None)
+    cached = None if of is None else (of, name)
     with _PREPROCESSED_LOCK:  # dask workers may run several tasks at once, in threads
-        if name in _WORKER_PREPROCESSED:
-            _WORKER_PREPROCESSED.move_to_end(name)
-            return _private(_WORKER_PREPROCESSED[name][0])
+        if cached in _WORKER_PREPROCESSED:
+            _WORKER_PREPROCESSED.move_to_end(cached)
+            return _private(_WORKER_PREPROCESSED[cached][0])
     path = os.path.join(os.path.dirname(data_ref), name) if isinstance(data_ref, str) else None
     pair = size = None
     if path is not None:
@@ -624,7 +630,7 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
     if pair is None:
         pair = (prefix.fit_transform(X_train, y_train), _transform(prefix, X_test))
         size = sum(map(_nbytes, pair))
-        if size > _PREPROCESSED_LARGEST:
+        if size > _PREPROCESSED_LARGEST or cached is None:
             return pair  # not kept: nobody else sees these
         if path is not None:  # written whole, then renamed: another worker sees all of it or nothing
             temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
@@ -635,10 +641,19 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
                 with contextlib.suppress(OSError):
                     os.unlink(temp)
     with _PREPROCESSED_LOCK:
-        _WORKER_PREPROCESSED[name] = (pair, size)
+        _WORKER_PREPROCESSED[cached] = (pair, size)
         while sum(s for _, s in _WORKER_PREPROCESSED.values()) > _PREPROCESSED_IN_MEMORY:
             _WORKER_PREPROCESSED.popitem(last=False)
     return _private(pair)
+
+
+def _drop_preprocessed(keep_data: set | None = None, data: str | None = None, prefix: str = "") -> None:
+    """Drop this worker's transformed folds: of data not in ``keep_data``, or of ``data`` named ``prefix``*."""
+    with _PREPROCESSED_LOCK:
+        for key in list(_WORKER_PREPROCESSED):
+            of, name = key
+            if (keep_data is not None and of not in keep_data) or (of == data and name.startswith(prefix)):
+                del _WORKER_PREPROCESSED[key]
 
 
 def _transform(prefix, X):
@@ -858,6 +873,28 @@ def _thread_env(n_workers: int) -> dict:
 _fork_context = None  # set while this process's fork server runs
 
 
+@contextlib.contextmanager
+def _interrupts_kept_from_children():
+    """Processes started in this block never receive SIGINT or SIGUSR1; this one still does.
+
+    A Ctrl-C or a scheduler's ``--signal=USR1`` goes to the whole process
+    group. The runner stops its workers itself; a fork server interrupted
+    while it imports scikit-learn prints a traceback, and a resource tracker
+    killed by SIGUSR1 is relaunched with warnings about every semaphore it
+    no longer knows. Blocked here, the signals stay blocked in every process
+    started (the mask is inherited through fork and exec); a signal that
+    reaches this process meanwhile waits, and is handled when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGUSR1})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def start_fork_server():
     """Start the process that local workers are forked from; return its context (None: not here).
 
@@ -886,7 +923,8 @@ def start_fork_server():
     # One thread each until a worker's initializer gives it its share: no thread pools exist at a fork.
     os.environ.update({var: os.environ.get(var, "1") for var in _THREAD_VARIABLES})
     try:
-        forkserver.ensure_running()
+        with _interrupts_kept_from_children():
+            forkserver.ensure_running()
     finally:
         for var, value in saved.items():
             if value is None:
@@ -930,17 +968,24 @@ def local_executor(n_workers: int):
     from joblib.externals.loky import get_reusable_executor
 
     env = _thread_env(n_workers)
-    return get_reusable_executor(max_workers=n_workers, env=env, timeout=60, kill_workers=True,
-                                 context=_fork_context, initializer=_init_worker,
-                                 initargs=(os.getpid(), env))
+    with _interrupts_kept_from_children():  # loky's resource tracker, and workers loky starts itself
+        return get_reusable_executor(max_workers=n_workers, env=env, timeout=60, kill_workers=True,
+                                     context=_fork_context, initializer=_init_worker,
+                                     initargs=(os.getpid(), env))
 
 
 def _remove_orphaned_data() -> None:
-    """Remove the data folders of runners that were killed before they or their workers could."""
+    """Remove the data folders of runners that were killed before they or their workers could,
+    and the semaphores of loky's that a runner killed with its whole process group left."""
     for folder in Path(tempfile.gettempdir()).glob("search-data-*-*"):
         pid = folder.name.split("-")[2]
         if pid.isdigit() and not _process_alive(int(pid)):  # alive, or someone else's: kept
             shutil.rmtree(folder, ignore_errors=True)
+    for semaphore in Path("/dev/shm").glob("sem.loky-*-*"):  # named after the process that made it
+        pid = semaphore.name.split("-")[1]
+        with contextlib.suppress(OSError):
+            if pid.isdigit() and semaphore.stat().st_uid == os.getuid() and not _process_alive(int(pid)):
+                semaphore.unlink()
 
 
 def _remove_data_of(runner_pid: int) -> None:
@@ -963,7 +1008,8 @@ class LocalPool:
         self._executor = local_executor(self.n_workers)
         self.data_ref = None
 
-    def share(self, data) -> None:
+    def share(self, data, blobs=()) -> None:
+        """Write ``data`` once for the workers to memory-map (the estimators loaded fine here)."""
         self._data = data
         import joblib
 
@@ -1043,11 +1089,14 @@ class DaskPool:
             ) from None
         import joblib
 
+        logging.getLogger("distributed").setLevel(_DISTRIBUTED_LEVEL)  # its import set it to INFO
+
         self.address = address
         self._n_jobs = n_jobs
         self._stop = stop  # true once the runner must stop: waits for workers end early
         self._cluster = None
         self._data = self._future = self.data_ref = None
+        self._blobs: list[bytes] = []
         if address == "local":
             self._cluster = distributed.LocalCluster(
                 n_workers=joblib.effective_n_jobs(n_jobs), threads_per_worker=1, processes=True,
@@ -1074,6 +1123,9 @@ class DaskPool:
         fix = ("check that `dask scheduler` runs there and that the address is the one it prints as "
                "'Scheduler at:' (port 8786 unless set; 8787 is its dashboard, not the scheduler)")
         target = address
+        if "://" not in address and address.endswith(".json") and not os.path.exists(address):
+            raise SearchError(f"--scheduler {address}: no such scheduler file; give the path that "
+                              "`dask scheduler --scheduler-file PATH` wrote, or the address tcp://HOST:PORT")
         try:
             if os.path.isfile(address):  # written by `dask scheduler --scheduler-file PATH`
                 with open(address) as file:
@@ -1082,8 +1134,9 @@ class DaskPool:
             if scheme in ("tcp", "tls"):  # distributed retries a refused port until its timeout
                 socket.create_connection(parse_host_port(location), timeout=self.connect_timeout).close()
         except Exception as exc:  # anything here means: no scheduler to talk to
+            where = "there" if target == address else f"at {target}, the address it holds"
             raise SearchError(
-                f"--scheduler {address}: cannot reach a dask scheduler there "
+                f"--scheduler {address}: cannot reach a dask scheduler {where} "
                 f"({type(exc).__name__}: {exc}); {fix}"
             ) from None
         # The port answers. distributed's timeout does not bound the handshake with a server that
@@ -1187,6 +1240,7 @@ class DaskPool:
             copies = dask_worker.__dict__.get(cls.slot, {})
             for key in set(copies) - keep:
                 del copies[key]
+            _drop_preprocessed(keep_data=keep)
 
         @staticmethod
         def live(prefix: str, dask_scheduler=None) -> list:
@@ -1194,11 +1248,14 @@ class DaskPool:
             return [key for key in dask_scheduler.tasks if str(key).startswith(prefix)]
 
         @staticmethod
-        def probe(ref) -> str:
-            """The first task: takes a worker's copy of the data, returns its scikit-learn version."""
+        def probe(ref, blobs) -> str:
+            """The first task: takes a worker's copy of the data, loads the estimators, returns its
+            scikit-learn version."""
             import sklearn
 
             X, y, _ = ref
+            for blob in blobs:
+                _worker_estimator(blob)
             return sklearn.__version__
 
     _key_prefix = "checkpointed-search-data-"
@@ -1208,19 +1265,32 @@ class DaskPool:
         keep = set(self._client.run_on_scheduler(self._Ref.live, self._key_prefix)) - {drop}
         self._client.run(self._Ref.prune, keep, on_error="ignore")
 
-    def share(self, data) -> None:
+    def share(self, data, blobs=()) -> None:
         """Scatter ``data`` once; each worker process takes its copy on its first task.
 
-        Tasks get :class:`DaskPool._Ref`, a few bytes, instead of the data.
+        Tasks get :class:`DaskPool._Ref`, a few bytes, instead of the data. A
+        first task checks that a worker can load the data and the estimators
+        (``blobs``): a module they need that the workers lack is reported now,
+        not as every fit failing.
         """
         import uuid
 
         self._data = data
+        self._blobs = list(blobs) or self._blobs
+        if self._stop:  # stopped while waiting for a worker: nothing will run
+            return
         self._prune()  # copies a killed runner left on the workers
         key = f"{self._key_prefix}{uuid.uuid4().hex}"  # new: never a key a killed runner's copy holds
-        self._future = self._client.scatter({key: data})[key]
+        while True:
+            try:
+                self._future = self._client.scatter({key: data})[key]
+                break
+            except TimeoutError:  # the workers left between the check and the scatter
+                self._wait_for_workers()
+                if self._stop:
+                    return
         self.data_ref = self._Ref(key)
-        probe = self._client.submit(self._Ref.probe, self.data_ref, pure=False)
+        probe = self._client.submit(self._Ref.probe, self.data_ref, self._blobs, pure=False)
         deadline = time.monotonic() + self.worker_timeout
         while not probe.done():  # a busy cluster may take long: give up on the check, not the run
             if self._stop or time.monotonic() > deadline:
@@ -1228,6 +1298,8 @@ class DaskPool:
             time.sleep(0.05)
         try:
             remote = probe.result()
+        except ModuleNotFoundError as exc:
+            raise SearchError(self._missing_module(exc)) from None
         except Exception as exc:
             raise SearchError(
                 f"the dask cluster at {self.address} cannot run this search's tasks "
@@ -1241,8 +1313,24 @@ class DaskPool:
             logger.warning("the dask workers run scikit-learn %s, this runner %s: results and saved "
                            "estimators follow the workers' version", remote, sklearn.__version__)
 
+    def _missing_module(self, exc: ModuleNotFoundError) -> str:
+        """What to do when the workers cannot import a module the data or the estimators need."""
+        module = sys.modules.get(exc.name or "")
+        where = getattr(module, "__file__", None)
+        if where and module.__spec__ and module.__spec__.parent == "":  # a top-level module: its folder
+            folder = Path(where).parent.parent if Path(where).name == "__init__.py" else Path(where).parent
+            fix = (f"start the workers with its directory on PYTHONPATH "
+                   f"(PYTHONPATH={shlex.quote(str(folder))} dask worker {self.address}), or install it there")
+        else:
+            fix = "install it where the workers run (the same environment as this runner's)"
+        return (f"the dask workers at {self.address} cannot import {exc.name!r}, which this search's "
+                f"families or data need ({exc}); {fix}, then run the same command again")
+
     def forget(self, estimator_blob: bytes) -> None:
-        """Nothing to do: each worker keeps a bounded number of transformed folds in memory."""
+        """Drop the workers' transformed folds of a family whose candidates are all done."""
+        with contextlib.suppress(Exception):  # memory kept a while longer is no reason to fail
+            self._client.run(_drop_preprocessed, None, self.data_ref.key,
+                             preprocessed_name(estimator_blob, ""), on_error="ignore")
 
     def submit(self, fn, *args):
         if self._client.status in ("closing", "closed"):
@@ -1254,9 +1342,9 @@ class DaskPool:
 
         if time.monotonic() >= self._next_refresh:
             self._refresh()
-            if self._future.cancelled():  # every worker holding it died: tasks to come need it
+            if self._future is not None and self._future.cancelled():  # every worker holding it died
                 logger.warning("the dask cluster lost the data; scattering it again")
-                self.share(self._data)
+                self.recover()
         try:
             with self._client.as_current():  # wait() uses the current client; ours is not the default
                 return wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED").done
@@ -1284,7 +1372,7 @@ class DaskPool:
         """After lost work: wait for the connection and a worker; scatter the data again if lost."""
         self._wait_for_workers()
         self._refresh()
-        if self._future.cancelled():
+        if self._future is None or self._future.cancelled():
             self.share(self._data)
 
     def close(self, kill: bool = False) -> None:
@@ -1430,8 +1518,12 @@ class _Stop:
         return self.reason is not None
 
     @contextlib.contextmanager
-    def on_signals(self):
-        """Turn SIGTERM, SIGINT and SIGUSR1 into a graceful stop while the block runs."""
+    def on_signals(self, then=None):
+        """Turn SIGTERM, SIGINT and SIGUSR1 into a graceful stop while the block runs.
+
+        Afterwards the signals get their previous handlers back, or ``then``
+        (``signal.SIG_IGN``: a process about to exit with its result decided).
+        """
         if threading.current_thread() is not threading.main_thread():
             yield self
             return
@@ -1447,7 +1539,7 @@ class _Stop:
             yield self
         finally:
             for s, handler in previous.items():
-                signal.signal(getattr(signal, s), handler)
+                signal.signal(getattr(signal, s), handler if then is None else then)
 
 
 @dataclass
@@ -1471,6 +1563,7 @@ class _Task:
     early: bool = False  # a refit of the likely best, started before the family's last folds end
     result: dict | None = None  # an early refit's result, kept until the family's best is known
     grown: tuple = ()  # ((key, params), ...): larger ensembles of this candidate, grown from it on the fold
+    submitted: float = 0.0  # time.monotonic() when it was handed to the pool
 
     def candidates(self) -> list[tuple[str, dict]]:
         return [(self.key, self.params), *self.grown]
@@ -1533,6 +1626,7 @@ class _Runner:
         self._dirty = False
         self._next_save = 0.0
         self._early: dict[str, _Task] = {}  # family -> its early refit
+        self._first_submit = 0.0  # when the run handed its first task to the pool
         self.state = self._open_state(grids)
         self.families = self._prepare_families(grids)
 
@@ -1682,10 +1776,13 @@ class _Runner:
         deadline = None if self.config.max_time is None else start + self.config.max_time
         fams = {f.name: f for f in self.families}
         queue: collections.deque[_Task] = collections.deque()
-        fold_times = collections.defaultdict(list)
+        fold_times = collections.defaultdict(list)  # per family: seconds per fit, to plan --max-time
         for fam in self.families:
             self._refresh(fam)
             queue.extend(self._tasks_for(fam))
+            fold_times[fam.name].extend(_saved_times(fam.entry))
+        self._check_cut_short(queue)
+        progressed: set[str] = set()  # families with a fold or a refit finished in this run
         total = sum(len(f.candidates) * self.config.cv for f in self.families)
         already = sum(len(f.entry["candidates"]) * self.config.cv
                       + sum(map(len, f.entry["folds"].values())) for f in self.families)
@@ -1706,7 +1803,8 @@ class _Runner:
         # the collector's full passes skip it, instead of stalling dispatch for 0.1 s each.
         gc.freeze()
         try:
-            pool.share((self.dataset.X, self.dataset.y, self.state["run"]["cv"]["test_indices"]))
+            pool.share((self.dataset.X, self.dataset.y, self.state["run"]["cv"]["test_indices"]),
+                       [fams[name].blob for name in dict.fromkeys(task.family for task in queue)])
             while True:
                 # dispatch: keep every worker busy, one task queued ahead
                 while queue and len(inflight) < pool.n_workers + 1 and not self._stop:
@@ -1721,6 +1819,8 @@ class _Runner:
                         fut = pool.submit(fit_fold, pool.data_ref, fam.blob,
                                           [params for _, params in task.candidates()], task.fold,
                                           self.config.scoring)
+                    task.submitted = time.monotonic()
+                    self._first_submit = self._first_submit or task.submitted
                     inflight[fut] = task
                 if not queue and not self._stop and len(inflight) < pool.n_workers:
                     self._start_early_refits(pool, inflight)
@@ -1757,6 +1857,7 @@ class _Runner:
                     if task.early:  # the family's best is not known yet: kept until it is
                         task.result = result
                         continue
+                    progressed.add(task.family)
                     if task.key is None:
                         self._store_refit(fam, result)
                         self._save()  # always at the end of a family
@@ -1775,6 +1876,8 @@ class _Runner:
             gc.unfreeze()
             bar.close()
             pool.close(kill=True)  # idle workers go at once; on a stop, so do fits in flight
+            if self._stop:
+                self._record_cut_short(inflight.values(), progressed)
             self.report.stopped = self._stop.reason
             self._final_save(failing=sys.exc_info()[1])
         return self._finish(start)
@@ -1792,8 +1895,9 @@ class _Runner:
     def _make_pool(self):
         if self.config.scheduler:
             pool = DaskPool(self.config.scheduler, self.config.n_jobs, stop=self._stop)
-            logger.info("dask scheduler %s: %d worker threads%s", self.config.scheduler,
-                        pool.n_workers, f"; dashboard {pool.dashboard}" if pool.dashboard else "")
+            if not self._stop:  # stopped while waiting for a worker: there are none to tell of
+                logger.info("dask scheduler %s: %d worker threads%s", self.config.scheduler,
+                            pool.n_workers, f"; dashboard {pool.dashboard}" if pool.dashboard else "")
             return pool
         return LocalPool(self.config.n_jobs)
 
@@ -1885,6 +1989,55 @@ class _Runner:
             self._store_refit(fam, early.result)
             self._save()  # always at the end of a family
         return True  # else in flight, and its result is stored as the refit's when it comes
+
+    def _record_cut_short(self, tasks, progressed: set[str]) -> None:
+        """Note, per family, stops that cut its fits before any of them finished in the run.
+
+        A family whose fits are longer than the runs it gets (``--max-time``, a
+        job's time limit) would otherwise be started and abandoned by every
+        requeued run, without a word.
+        """
+        now, longest = time.monotonic(), {}
+        for task in tasks:
+            if task.submitted and not task.early:
+                longest[task.family] = max(longest.get(task.family, 0.0), now - task.submitted)
+        window = now - self._first_submit if self._first_submit else 0.0
+        for fam in self.families:
+            if fam.name in progressed and "cut_short" in fam.entry:
+                del fam.entry["cut_short"]
+            elif fam.name in longest and fam.name not in progressed:
+                before = fam.entry.get("cut_short", {"runs": 0, "longest": 0.0, "max_time_runs": 0})
+                # --max-time ended the run while one of its fits had run through most of it
+                whole = self._stop.reason == "max-time" and longest[fam.name] >= 0.8 * window
+                fam.entry["cut_short"] = {
+                    "runs": before["runs"] + 1,
+                    "longest": round(max(before["longest"], longest[fam.name]), 3),
+                    "max_time_runs": before["max_time_runs"] + 1 if whole else 0,
+                    "max_time": self.config.max_time,  # a longer --max-time deserves another try
+                }
+            else:
+                continue
+            self._dirty = True
+
+    def _check_cut_short(self, queue) -> None:
+        """Say which families the last runs stopped before any of their fits finished; with
+        --max-time, refuse a run in which nothing else is left and they cannot finish either."""
+        cut = {f.name: f.entry["cut_short"] for f in self.families
+               if f.entry.get("cut_short", {}).get("runs", 0) >= 2 and any(t.family == f.name for t in queue)}
+        for name, record in cut.items():
+            logger.warning("%s: the last %d runs stopped before any of its fits finished (one ran %.1f s); "
+                           "it needs longer runs (--max-time, the job's time limit) to make progress",
+                           name, record["runs"], record["longest"])
+        limit = self.config.max_time
+        if limit and cut and all(t.family in cut and cut[t.family]["max_time_runs"] >= 2
+                                 and limit <= cut[t.family]["max_time"] for t in queue):
+            names = ", ".join(map(repr, cut))
+            raise SearchError(
+                f"famil{'y' if len(cut) == 1 else 'ies'} {names}: every fit left needs more than "
+                f"--max-time {_format_seconds(limit)} gives (the last runs ran them for up to "
+                f"{max(r['longest'] for r in cut.values()):.1f} s, and none finished); raise --max-time, "
+                "or leave them out with --families"
+            )
 
     def _fits(self, task, fold_times, deadline) -> bool:
         seen = fold_times.get(task.family)
@@ -2025,6 +2178,17 @@ class FitFailedWarningGroup(UserWarning):
 _LAST_TRACEBACK = "  Last traceback:"  # in a failure summary, what follows is for `status --json` only
 
 
+def _saved_times(entry: dict) -> list[float]:
+    """Seconds each saved fit of a family took (fit and score), from earlier runs."""
+    times = [f + s for c in entry["candidates"].values() for f, s in zip(c["fit_times"], c["score_times"])]
+    times += [r["fit_time"] + r["score_time"] for folds in entry.get("folds", {}).values() for r in folds.values()]
+    return [t for t in times if math.isfinite(t)]
+
+
+def _format_seconds(seconds: float) -> str:
+    return f"{seconds:g}s" if seconds < 120 else f"{seconds / 60:g}m"
+
+
 def _failure_summary(name: str, errors: list[str], n_fits: int) -> str:
     counts = collections.Counter(e.strip().splitlines()[-1] for e in errors)
     lines = [f"{len(errors)} of {n_fits} fits of family {name!r} failed; their score is NaN."]
@@ -2056,11 +2220,16 @@ def status_rows(data: dict) -> list[dict]:
         entry = data["families"].get(name)
         if entry is None:
             continue
+        n_splits = data["run"].get("cv", {}).get("n_splits", 0)
         rows.append({
             "family": name,
             "status": entry["status"],
             "candidates_done": len(entry["candidates"]),
             "candidates_total": entry["n_candidates"],
+            # (candidate, fold) fits, as the progress bar counts them: saved folds of candidates
+            # not yet complete count too
+            "fits_done": len(entry["candidates"]) * n_splits + sum(map(len, entry.get("folds", {}).values())),
+            "fits_total": entry["n_candidates"] * n_splits,
             "best_score": entry.get("best_score"),
             "best_params": entry.get("best_params"),
             "time_spent": round(entry.get("time_spent", 0.0), 3),
@@ -2443,7 +2612,10 @@ class _Group(click.Group):
 
 def _verbosity(f):
     f = click.option("-q", "--quiet", is_flag=True, help="No progress bar; warnings and errors only.")(f)
-    return click.option("-v", "--verbose", count=True, help="More log lines (-vv for debug).")(f)
+    return click.option("-v", "--verbose", count=True, help="Debug lines of this tool (-vv: of every library too).")(f)
+
+
+_DISTRIBUTED_LEVEL = logging.WARNING  # dask's own log lines: its warnings only, unless -vv
 
 
 def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
@@ -2451,10 +2623,16 @@ def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
     ctx.obj = obj = ctx.obj or {"quiet": False, "verbose": 0}
     obj["quiet"] = obj["quiet"] or quiet
     obj["verbose"] = max(obj["verbose"], verbose)
+    # default: INFO; -v: this tool's own DEBUG lines too; -vv: every library's (dask's included)
     level = logging.WARNING if obj["quiet"] else (logging.DEBUG if obj["verbose"] > 1 else logging.INFO)
     logging.basicConfig(format="%(levelname)s: %(message)s", stream=sys.stderr)  # no-op if configured
     logging.getLogger().setLevel(level)
-    logging.getLogger("distributed").setLevel(logging.DEBUG if obj["verbose"] > 1 else logging.WARNING)
+    own = logging.DEBUG if obj["verbose"] and not obj["quiet"] else logging.NOTSET
+    for name in ("search", "state", "grids"):
+        logging.getLogger(name).setLevel(own)
+    global _DISTRIBUTED_LEVEL
+    _DISTRIBUTED_LEVEL = logging.DEBUG if obj["verbose"] > 1 else logging.WARNING
+    logging.getLogger("distributed").setLevel(_DISTRIBUTED_LEVEL)
     logging.captureWarnings(True)
     warnings.formatwarning = _format_warning
 
@@ -2518,8 +2696,11 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
     if n_jobs == 0:
         raise click.BadParameter("0 workers cannot run anything; use -1 for all cores",
                                  param_hint="--n-jobs")
-    # A stop signal from here to the exit is a graceful stop (exit 3), or nothing once all is done.
-    with _Stop().on_signals() as stop:
+    # A stop signal from here to the exit is a graceful stop (exit 3), or nothing once all is done:
+    # ignored from the end of the run, when the exit code is decided, to the exit.
+    with _Stop().on_signals(then=signal.SIG_IGN if _WHOLE_PROCESS else None) as stop:
+        with state.lock(state_path):  # held by another runner: exit 4 now, not after the imports
+            pass  # (taken again, for the run, once the grids and the data are known to be good)
         if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
             start_fork_server()
         try:
@@ -2533,14 +2714,16 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
                 report = _run(config, stop)
         finally:
             stop_fork_server()
-        _report(ctx, report, state_path)
+        _report(ctx, report, state_path, restarted=restart)
 
 
-def _report(ctx, report: RunReport, state_path: str) -> None:
+def _report(ctx, report: RunReport, state_path: str, restarted: bool = False) -> None:
     _print_table(report.status, selected=report.families)
     if report.stopped:
-        click.echo(f"stopped early ({report.stopped}); progress is saved in {state_path}; "
-                   "run the same command to resume", err=True)
+        again = ("run the same command without --restart to resume (with it, the search would start "
+                 "over again)" if restarted else "run the same command to resume")
+        click.echo(f"stopped early ({report.stopped}); progress is saved in {state_path}; {again}",
+                   err=True)
         ctx.exit(3)
     if report.failed:
         for error in report.failed.values():
@@ -2665,21 +2848,33 @@ def _jsonable(value):
 
 
 def _print_table(rows: list[dict], selected=None) -> None:
-    header = f"{'family':<12} {'status':<8} {'done':>9} {'best score':>10} {'time s':>8}  best params"
+    header = (f"{'family':<12} {'status':<8} {'done':>9} {'fits':>11} {'best score':>10} {'time s':>8}"
+              "  best params")
     click.echo(header)
     for r in rows:
         if selected is not None and r["family"] not in selected:
             continue
         score = "" if r["best_score"] is None else f"{r['best_score']:.4f}"
         done = f"{r['candidates_done']}/{r['candidates_total']}"
+        fits = f"{r['fits_done']}/{r['fits_total']}"
         params = "" if r["best_params"] is None else repr(r["best_params"])
-        click.echo(f"{r['family']:<12} {r['status']:<8} {done:>9} {score:>10} "
+        click.echo(f"{r['family']:<12} {r['status']:<8} {done:>9} {fits:>11} {score:>10} "
                    f"{r['time_spent']:>8.1f}  {params}")
+
+
+_WHOLE_PROCESS = False  # the command owns the process (not a CliRunner in someone else's)
+
+
+def main() -> None:
+    """The ``search`` console script: the command line, in a process of its own."""
+    global _WHOLE_PROCESS
+    _WHOLE_PROCESS = True
+    cli(prog_name="search")
 
 
 if __name__ == "__main__":
     # `python -m search` runs this file as __main__; use the importable module instead, so that
     # worker functions travel by reference and the workers import scikit-learn once.
-    from search import cli as _cli
+    from search import main as _main
 
-    _cli(prog_name="search")
+    _main()

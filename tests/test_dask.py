@@ -209,6 +209,83 @@ def test_shared_preprocessing_on_the_cluster_equals_gridsearchcv(tmp_path, clust
     assert_equals_gridsearch(path, SHARED)
 
 
+def _preprocessed_entries(dask_worker=None):
+    return len(search._WORKER_PREPROCESSED)
+
+
+def test_transformed_folds_of_another_run_are_never_reused(tmp_path, cluster):
+    """Workers outlive runs: a fold with the same family and number of another run's splits is
+    another fold. Each worker's transformed folds go when their family is done."""
+    for cv in ("5", "3"):
+        path = tmp_path / f"cv{cv}.pkl"
+        done = run_search(run_args(path, SHARED, cluster.address, "--families", "shared", "--cv", cv), tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert set(cluster.client.run(_preprocessed_entries).values()) == {0}
+    module = import_file(Path(SHARED))
+    estimator, grid = module.FAMILIES["shared"]
+    assert_same_as_gridsearch(state.load(path)["families"]["shared"],
+                              GridSearchCV(estimator, grid, cv=3).fit(*module.load_data()))
+
+
+def test_a_module_the_workers_lack_is_named_before_the_search(tmp_path, cluster, monkeypatch):
+    """The runner finds the grids' helper module; the workers, started elsewhere, do not."""
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "scaling_helpers.py").write_text("def halve(X):\n    return X / 2\n")
+    grids = tmp_path / "helped.py"
+    grids.write_text(
+        "from sklearn.datasets import make_classification\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from sklearn.preprocessing import FunctionTransformer\n"
+        "from scaling_helpers import halve\n"
+        "def load_data():\n    return make_classification(n_samples=60, random_state=0)\n"
+        "FAMILIES = {'lr': (make_pipeline(FunctionTransformer(halve), LogisticRegression()),\n"
+        "                   {'logisticregression__C': [0.1, 1.0]})}\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(helpers))
+    path = tmp_path / "s.pkl"
+    done = run_search(run_args(path, str(grids), cluster.address), tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert (f"the dask workers at {cluster.address} cannot import 'scaling_helpers', which this search's "
+            "families or data need") in done.stderr
+    assert f"PYTHONPATH={helpers} dask worker {cluster.address}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert state.load(path)["families"]["lr"]["candidates"] == {}  # no fit was tried
+
+
+def test_a_stop_while_waiting_for_a_first_worker_is_exit_3(tmp_path):
+    """As with worker jobs still queued on a cluster: SIGTERM then is a stop, not a crash."""
+    port = free_port()
+    scheduler = subprocess.Popen([*dask_command("scheduler"), "--host", "127.0.0.1", "--port", str(port),
+                                  "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                 start_new_session=True)
+    try:
+        address = f"tcp://127.0.0.1:{port}"
+        wait_for(lambda: _listening(port), 60, "the scheduler")
+        proc = start(run_args(tmp_path / "s.pkl", QUICK, address), tmp_path)
+        line = ""
+        while "has no workers yet" not in line:
+            line = proc.stderr.readline()
+            assert line, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 3, err
+        assert "stopped early (SIGTERM)" in err and "Traceback" not in err
+        assert "worker threads" not in err
+    finally:
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        scheduler.wait()
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def test_a_wrong_early_refit_on_the_cluster_is_dropped_for_the_best(tmp_path, cluster):
     """The likely best ("b", see the grids file) is refitted early, but "a" is the best: "a" is stored."""
     grids = str(GRIDS / "early_refit.py")
@@ -227,8 +304,8 @@ def test_data_goes_to_each_worker_once_not_with_every_task(tmp_path, cluster, mo
     shared, payloads = {}, []
     real_share, real_submit = search.DaskPool.share, search.DaskPool.submit
 
-    def share(pool, data):
-        real_share(pool, data)
+    def share(pool, data, blobs=()):
+        real_share(pool, data, blobs)
         shared.update(key=pool.data_ref.key, size=len(cloudpickle.dumps(data)))
 
     def submit(pool, fn, *args):

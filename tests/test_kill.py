@@ -116,6 +116,10 @@ def test_a_kill_keeps_the_finished_folds_of_an_unfinished_candidate(tmp_path):
     after = state.load(path)["families"]["rf"]
     (key, folds), = after["folds"].items()
     assert len(folds) >= 2 and after["status"] == "partial"
+    status = run_search(["status", "--state", str(path)], tmp_path)
+    row = next(line.split() for line in status.stdout.splitlines() if line.startswith("rf "))
+    n_splits = state.load(path)["run"]["cv"]["n_splits"]
+    assert row[1:4] == ["partial", f"0/{after['n_candidates']}", f"{len(folds)}/{after['n_candidates'] * n_splits}"]
     resumed = run_search(args, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     final = state.load(path)
@@ -144,9 +148,13 @@ def test_a_worker_killed_mid_search_is_replaced_and_results_equal_gridsearchcv(t
         assert_same_as_gridsearch(data["families"][name], ref)
 
 
+@pytest.mark.parametrize("to", ["runner", "group"])
 @pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
-def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame):
-    """A cluster's time limit or pre-emption: stop dispatching, save, exit 3, no worker left."""
+def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame, to):
+    """A cluster's time limit or pre-emption: stop dispatching, save, exit 3, no worker left.
+
+    Sent to the whole process group (Slurm's --signal without B:, a Ctrl-C), the
+    workers and helper processes get it too: the same stop, and no noise."""
     path = tmp_path / "s.pkl"
     args = ["run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
     proc = start(args, tmp_path)
@@ -154,12 +162,16 @@ def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame):
     children = workers_of(proc)
     assert children, "the runner has worker processes"
     sent = time.monotonic()
-    proc.send_signal(getattr(signal, signame))
+    if to == "group":
+        os.killpg(proc.pid, getattr(signal, signame))  # start() made the runner a session leader
+    else:
+        proc.send_signal(getattr(signal, signame))
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 3, err
     assert time.monotonic() - sent < 30
     assert f"{signame} received: stopping, saving what finished" in err
     assert "stopped early" in err and "run the same command to resume" in err
+    assert "Traceback" not in err and "resource_tracker" not in err, err
     assert_all_gone(children)
     data = state.load(path)
     assert sum(len(f["candidates"]) for f in data["families"].values()) >= 2
@@ -173,10 +185,11 @@ def test_second_runner_on_the_same_state_exits_4(tmp_path):
     first = start(args, tmp_path)
     try:
         wait_for_progress(path, first, candidates=1)
-        second = run_search(args, tmp_path, timeout=60)
+        second = run_search(["-vv", *args[1:]], tmp_path, timeout=60)
         assert second.returncode == 4, second.stderr
         assert f"pid {first.pid}" in second.stderr
         assert os.uname().nodename in second.stderr
+        assert "fork server started" not in second.stderr  # refused before its start-up work
         status = run_search(["status", "--state", str(path)], tmp_path, timeout=60)
         assert status.returncode == 0, status.stderr  # readers take no lock
         assert "partial" in status.stdout or "done" in status.stdout
@@ -236,16 +249,35 @@ def _read_until(proc, text: str, timeout: float = 120.0) -> None:
     raise AssertionError(f"no {text!r} in time")
 
 
-def test_a_stop_signal_before_the_first_fit_is_a_graceful_stop(tmp_path):
-    """While the runner imports scikit-learn, before it has read a file: exit 3, saved."""
+@pytest.mark.parametrize("how", ["SIGTERM to the runner", "Ctrl-C to the group"])
+def test_a_stop_signal_before_the_first_fit_is_a_graceful_stop(tmp_path, how):
+    """While the runner and its fork server import scikit-learn, before it has read a file: exit 3,
+    saved, and the fork server, interrupted too, prints nothing."""
     path = tmp_path / "s.pkl"
-    proc = start(["-vv", "run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"], tmp_path)
+    proc = start(["-v", "run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"], tmp_path)
     _read_until(proc, "fork server started")
-    proc.send_signal(signal.SIGTERM)
+    if how == "Ctrl-C to the group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 3, err[-2000:]
-    assert "stopped early (SIGTERM)" in err
+    assert f"stopped early ({how.split()[0].replace('Ctrl-C', 'SIGINT')})" in err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
     assert state.load(path)["families"]  # saved, to resume from
+
+
+def test_a_signal_as_the_runner_exits_changes_nothing(tmp_path):
+    """Between the results on stdout and the process's end, the exit code is decided."""
+    path = tmp_path / "s.pkl"
+    args = ["-q", "run", "--grids", str(GRIDS / "quick.py"), "--families", "nb", "--state", str(path)]
+    assert run_search(args, tmp_path).returncode == 0
+    for _ in range(3):  # nothing to do: straight to the table, then the exit
+        proc = start(args, tmp_path)
+        assert proc.stdout.readline().startswith("family")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
 
 
 def test_a_stop_signal_after_the_last_family_is_done_changes_nothing(tmp_path):
@@ -258,3 +290,24 @@ def test_a_stop_signal_after_the_last_family_is_done_changes_nothing(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err[-2000:]
     assert out.splitlines()[1].startswith("nb ") and "stopped early" not in err
+
+
+def test_fits_longer_than_max_time_end_the_requeue_loop_with_a_message(tmp_path):
+    """A job requeued on exit 3 must not start and abandon the same fits for ever."""
+    path = tmp_path / "s.pkl"
+    args = ["run", "--grids", str(GRIDS / "sleepy.py"), "--state", str(path), "--cv", "2",
+            "--max-time", "2s"]
+    for run in (1, 2):
+        done = run_search(args, tmp_path)
+        assert done.returncode == 3, done.stderr
+        assert state.load(path)["families"]["sleepy"]["cut_short"]["runs"] == run
+    assert state.load(path)["families"]["nb"]["status"] == "done"
+    done = run_search(args, tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "sleepy: the last 2 runs stopped before any of its fits finished" in done.stderr
+    assert ("family 'sleepy': every fit left needs more than --max-time 2s gives (the last runs ran "
+            "them for up to") in done.stderr
+    assert "raise --max-time, or leave them out with --families" in done.stderr
+    assert "Traceback" not in done.stderr
+    longer = run_search([*args[:-1], "3s"], tmp_path)  # following the advice: tried again
+    assert longer.returncode == 3, longer.stderr

@@ -86,6 +86,7 @@ def test_status_json_during_and_after(tmp_path):
     rows = {r["family"]: r for r in report["families"]}
     assert rows["lr"]["status"] == "done"
     assert rows["lr"]["candidates_done"] == rows["lr"]["candidates_total"] == 4
+    assert rows["lr"]["fits_done"] == rows["lr"]["fits_total"] == 4 * 5
     assert report["best"] in {"lr", "nb"}
     assert rows[report["best"]]["best_score"] == max(r["best_score"] for r in rows.values())
     table = invoke("status", "--state", str(path))
@@ -222,6 +223,10 @@ def test_restart_keeps_the_old_file_as_a_backup(tmp_path):
     backups = list(tmp_path.glob("s.pkl.*.bak"))
     assert len(backups) == 1 and backups[0].read_bytes() == old
     assert set(state.load(path)["families"]) == {"lr"}
+    stopped = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb", "--restart",
+                     "--max-time", "0s")
+    assert stopped.exit_code == 3
+    assert "run the same command without --restart to resume" in stopped.output  # a job script's requeue
 
 
 def test_other_data_is_refused_and_names_the_fix(tmp_path):
