@@ -329,7 +329,7 @@ def test_data_goes_to_each_worker_once_not_with_every_task(tmp_path, cluster, mo
           f"bytes ({sum(payloads)} in all); {ran} workers ran tasks")
     assert scattered == 1
     assert scattered + len(served) == ran  # one copy per worker that ran tasks, however many tasks
-    assert len(payloads) == report.tasks_run >= 50
+    assert len(payloads) >= report.tasks_run >= 50  # an early refit dropped for the best is not counted run
     assert max(payloads) < shared["size"] / 100  # a task carries a reference, not the data
     assert cluster.client.run(_copies) == {w: [] for w in after}  # closing dropped the copies
     assert_equals_gridsearch(path, WIDE)

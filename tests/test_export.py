@@ -185,12 +185,17 @@ def test_python_api(table_state):
     assert model.predict(frame.drop(columns="label").head(2)).shape == (2,)
 
 
-def test_load_under_another_scikit_learn_version_warns(table_state, tmp_path):
-    path, _ = table_state
+def saved_under_old_scikit_learn(path, where):
+    """A copy of the state at ``path`` that says it was written with scikit-learn 0.0.1."""
     data = state.load(path)
     data["environment"]["scikit-learn"] = "0.0.1"
-    other = tmp_path / "old.pkl"
+    other = where / "old.pkl"
     state.save(other, data)
+    return other
+
+
+def test_load_under_another_scikit_learn_version_warns(table_state, tmp_path):
+    other = saved_under_old_scikit_learn(table_state[0], tmp_path)
     with pytest.warns(state.EnvironmentMismatchWarning, match="scikit-learn 0.0.1"):
         search.load_best(str(other))
 
@@ -336,10 +341,7 @@ def test_best_json_is_the_same_from_run_to_run(table_state):
 
 def test_warnings_are_one_line_each(table_state, tmp_path):
     path, frame = table_state
-    data = state.load(path)
-    data["environment"]["scikit-learn"] = "0.0.1"
-    other = tmp_path / "old.pkl"
-    state.save(other, data)
+    other = saved_under_old_scikit_learn(path, tmp_path)
     frame.head(3).to_csv(tmp_path / "rows.csv", index=False)
     done = run_search(["predict", "--state", str(other), "--data", str(tmp_path / "rows.csv")], tmp_path)
     assert done.returncode == 0, done.stderr
