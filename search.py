@@ -1576,7 +1576,8 @@ def run(config: RunConfig) -> RunReport:
     subclass) for anything the user must fix, and never leaves the state file
     worse than it found it.
     """
-    with _Stop().on_signals() as stop:  # from here on, a stop signal means exit 3, not death
+    # from here on, a stop signal means exit 3, not death; another runner holding the file, exit 4 at once
+    with _Stop().on_signals() as stop, state.lock(config.state_path):
         return _run(config, stop)
 
 
@@ -1609,9 +1610,7 @@ def _run(config: RunConfig, stop: _Stop) -> RunReport:
                 f"expected one of {', '.join(grids.families)}"
             )
         selected = [f for f in grids.families if f in config.families]
-    with state.lock(config.state_path):
-        runner = _Runner(config, grids, dataset, task, selected, stop)
-        return runner.run()
+    return _Runner(config, grids, dataset, task, selected, stop).run()
 
 
 class _Runner:
@@ -1784,8 +1783,7 @@ class _Runner:
         self._check_cut_short(queue)
         progressed: set[str] = set()  # families with a fold or a refit finished in this run
         total = sum(len(f.candidates) * self.config.cv for f in self.families)
-        already = sum(len(f.entry["candidates"]) * self.config.cv
-                      + sum(map(len, f.entry["folds"].values())) for f in self.families)
+        already = sum(_fits_saved(f.entry, self.config.cv) for f in self.families)
         if not queue:
             self._save()
             return self._finish(start)
@@ -2178,6 +2176,12 @@ class FitFailedWarningGroup(UserWarning):
 _LAST_TRACEBACK = "  Last traceback:"  # in a failure summary, what follows is for `status --json` only
 
 
+def _fits_saved(entry: dict, n_splits: int) -> int:
+    """A family's (candidate, fold) fits in the state, as the progress bar counts them: the saved
+    folds of candidates not yet complete count too."""
+    return len(entry["candidates"]) * n_splits + sum(map(len, entry.get("folds", {}).values()))
+
+
 def _saved_times(entry: dict) -> list[float]:
     """Seconds each saved fit of a family took (fit and score), from earlier runs."""
     times = [f + s for c in entry["candidates"].values() for f, s in zip(c["fit_times"], c["score_times"])]
@@ -2215,20 +2219,18 @@ def _now() -> str:
 def status_rows(data: dict) -> list[dict]:
     """One row per family of a loaded state: status, progress, best score and params."""
     rows = []
+    n_splits = data["run"].get("cv", {}).get("n_splits", 0)
     order = data["run"].get("family_order", []) + list(data["families"])
     for name in dict.fromkeys(order):
         entry = data["families"].get(name)
         if entry is None:
             continue
-        n_splits = data["run"].get("cv", {}).get("n_splits", 0)
         rows.append({
             "family": name,
             "status": entry["status"],
             "candidates_done": len(entry["candidates"]),
             "candidates_total": entry["n_candidates"],
-            # (candidate, fold) fits, as the progress bar counts them: saved folds of candidates
-            # not yet complete count too
-            "fits_done": len(entry["candidates"]) * n_splits + sum(map(len, entry.get("folds", {}).values())),
+            "fits_done": _fits_saved(entry, n_splits),
             "fits_total": entry["n_candidates"] * n_splits,
             "best_score": entry.get("best_score"),
             "best_params": entry.get("best_params"),
@@ -2700,20 +2702,19 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
     # ignored from the end of the run, when the exit code is decided, to the exit.
     with _Stop().on_signals(then=signal.SIG_IGN if _WHOLE_PROCESS else None) as stop:
         with state.lock(state_path):  # held by another runner: exit 4 now, not after the imports
-            pass  # (taken again, for the run, once the grids and the data are known to be good)
-        if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
-            start_fork_server()
-        try:
-            _check_scoring(scoring)
-            config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
-                               max_time, restart, redo_changed, scheduler,
-                               progress=not ctx.obj["quiet"])
-            from tqdm.contrib.logging import logging_redirect_tqdm
+            if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
+                start_fork_server()
+            try:
+                _check_scoring(scoring)
+                config = RunConfig(state_path, data, target, task, grids, families, cv, scoring, n_jobs,
+                                   max_time, restart, redo_changed, scheduler,
+                                   progress=not ctx.obj["quiet"])
+                from tqdm.contrib.logging import logging_redirect_tqdm
 
-            with logging_redirect_tqdm():
-                report = _run(config, stop)
-        finally:
-            stop_fork_server()
+                with logging_redirect_tqdm():
+                    report = _run(config, stop)
+            finally:
+                stop_fork_server()
         _report(ctx, report, state_path, restarted=restart)
 
 

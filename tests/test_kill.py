@@ -205,7 +205,7 @@ def test_sigterm_while_starting_up_exits_3(tmp_path):
     path = tmp_path / "s.pkl"
     proc = start(["-q", "run", "--grids", SLOW, "--state", str(path)], tmp_path)
     deadline = time.monotonic() + 60
-    while not (tmp_path / "s.pkl.lock").exists():  # the runner is past its imports
+    while not (tmp_path / "s.pkl.lock").exists():  # the runner has parsed its options and holds the file
         assert time.monotonic() < deadline and proc.poll() is None
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
