@@ -48,9 +48,39 @@ from pathlib import Path
 
 import click
 
-import state
-from state import FORMAT_VERSION, Pickled, SearchError, StateMismatch
-from state._store import _process_alive
+
+class _OwnPackages:
+    """Finds this tool's own ``state`` and ``grids`` packages beside this file, before ``sys.path``.
+
+    Their names are generic: a user's ``grids.py`` in the working directory
+    (first on ``sys.path`` under ``python -m`` or ``python -c``) would
+    otherwise be imported in their place, by the runner, its fork server
+    and its workers alike.
+    """
+
+    names = ("state", "grids")
+
+    @classmethod
+    def find_spec(cls, fullname, path=None, target=None):
+        if fullname.partition(".")[0] not in cls.names:
+            return None
+        from importlib.machinery import PathFinder
+
+        return PathFinder.find_spec(fullname, path if "." in fullname else [str(Path(__file__).parent)])
+
+
+if _OwnPackages not in sys.meta_path:
+    sys.meta_path.insert(0, _OwnPackages)
+for _name in _OwnPackages.names:
+    _module = sys.modules.get(_name)
+    if _module is not None and Path(getattr(_module, "__file__", None) or "").parent.parent \
+            != Path(__file__).parent:
+        raise ImportError(f"a module of yours named {_name!r} ({_module.__file__}) was imported before "
+                          f"checkpointed-search, whose own {_name!r} it hides; rename yours")
+
+import state  # noqa: E402 - found by _OwnPackages
+from state import FORMAT_VERSION, Pickled, SearchError, StateMismatch  # noqa: E402
+from state._store import _process_alive  # noqa: E402
 
 __all__ = [
     "RunConfig",
@@ -62,6 +92,7 @@ __all__ = [
     "load_best",
     "main",
     "parse_duration",
+    "predict_csv",
     "predict_frame",
     "read_state",
     "run",
@@ -138,16 +169,24 @@ def _n_rows(values) -> int:
     return shape[0] if shape else len(values)
 
 
-def read_table(path: str):
-    """Read a CSV with pandas; a missing or unreadable file is a SearchError naming it."""
+def read_table(path: str, text_columns=(), as_written: bool = False):
+    """Read a CSV with pandas; a missing or unreadable file is a SearchError naming it.
+
+    ``text_columns`` are read as text whatever their values look like (the
+    columns that were text in training: "7" stays the category "7", not the
+    number 7). ``as_written``: every cell as the exact text in the file, for
+    writing the rows back unchanged ("007" stays "007", "NA" stays "NA").
+    """
     import pandas as pd
 
+    options = {"dtype": str, "keep_default_na": False} if as_written else \
+        {"dtype": dict.fromkeys(text_columns, str)}
     try:
         with warnings.catch_warnings():
             # A row with more fields than the header is an error, not a first column turned into
             # the index (pandas' default) or silently dropped; a delimiter ending every line is fine.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, index_col=False)
+            return pd.read_csv(path, index_col=False, **options)
     except pd.errors.ParserWarning as exc:
         raise SearchError(
             f"--data {path}: a row has more fields than the header ({exc}); check the file's "
@@ -265,11 +304,27 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
         try:
             values.astype(float)
         except (TypeError, ValueError):
+            numbers = _numbers_in_text(pd.Series(values.ravel()))
             raise SearchError(
                 f"{why} asks for a regression, but {what} holds text "
-                f"({_examples(pd.unique(values.ravel()))}), and a regression needs numbers; to "
-                "predict its values as classes use --task classification (with classification families)"
+                f"({_examples(pd.unique(values.ravel()))}), and a regression needs numbers; "
+                + (f"{numbers}, so that they are read as numbers" if numbers else
+                   "to predict its values as classes use --task classification (with classification families)")
             ) from None
+    if task == "regression" and values.ndim == 1 and len(pd.unique(values)) == 1:
+        raise SearchError(
+            f"{what} has the same value ({_examples(values[:1])}) in all {n} rows: there is nothing to "
+            "predict (every fit would score perfectly); choose another --target"
+        )
+    inferred = why == "the target's values"
+    if task == "classification" and inferred and values.dtype.kind not in "biufc":
+        numbers = _numbers_in_text(pd.Series(values.ravel()))
+        if numbers:
+            raise SearchError(
+                f"{what} holds numbers written as text ({_examples(pd.unique(values.ravel()))}), so it "
+                f"would be read as {len(pd.unique(values.ravel()))} classes; if it is a quantity, "
+                f"{numbers}; if these are labels, add --task classification"
+            )
     if task == "classification":
         try:
             kind = type_of_target(values)
@@ -290,18 +345,93 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
                 )
             if counts.max() < cv:
                 largest = labels[counts.argmax()]
-                hint = (
-                    f"; every row has its own value of {what}, so it looks like an identifier, "
-                    "not something to predict: choose another --target" if len(labels) == n else ""
-                )
+                if inferred and values.dtype.kind in "iuf":
+                    hint = (f"; {what} holds numbers, read as classes (at most 20 distinct whole "
+                            "numbers): if it is a quantity, add --task regression")
+                elif len(labels) == n:
+                    hint = (f"; every row has its own value of {what}, so it looks like an identifier, "
+                            "not something to predict: choose another --target")
+                else:
+                    hint = ""
                 fix = f"use --cv {counts.max()} or fewer" if counts.max() >= 2 else "no --cv can split it"
                 raise SearchError(
                     f"--cv {cv}: the folds are stratified by class, and no class of {what} has "
-                    f"{cv} rows (the largest, {largest!r}, has {counts.max()}); {fix}{hint}"
+                    f"{cv} rows (the largest, {_examples([largest])}, has {counts.max()}); {fix}{hint}"
                 )
     if n < cv:
         raise SearchError(f"--cv {cv}: the data has only {n} rows, fewer than the folds; use --cv {n} or fewer")
     _check_scorer(scoring, task, values, what)
+
+
+def _numbers_in_text(values) -> str | None:
+    """How to write text values that are nearly all numbers so that pandas reads numbers; None if
+    they are not numbers (nine in ten of the values at least, thousands separators or decimal commas
+    aside)."""
+    import pandas as pd
+
+    text = values.dropna().astype(str).str.strip()
+    if len(text) == 0:
+        return None
+    for how, cleaned in (("", text), (" without thousands separators (151000, not 151,000)",
+                                      text.str.replace(r"(?<=\d),(?=\d{3}\b)", "", regex=True)),
+                         (" with a decimal point (1588.65, not 1588,65)", text.str.replace(",", ".", regex=False))):
+        parsed = pd.to_numeric(cleaned, errors="coerce").notna()
+        if parsed.mean() >= 0.9:
+            bad = pd.unique(text[~parsed])
+            others = f" and leave missing values' cells empty (not {_examples(bad)})" if len(bad) else ""
+            return f"write them{how or ' as plain numbers'}{others}"
+    return None
+
+
+def check_columns(X, source: str, builtin: bool) -> None:
+    """Warn of feature columns that would cost much and predict nothing, or be read other than meant;
+    refuse infinite values the built-in families cannot fit (for a grids file of yours, a warning)."""
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(X, pd.DataFrame):  # an array of numbers is checked; anything else is the grids' own
+        if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.ndim == 2 and np.isinf(X).any():
+            rows, cols = np.nonzero(np.isinf(X))
+            _infinite(f"X ({source}) holds infinity in {len(rows)} place(s), the first in column {cols[0]} "
+                      f"of row {rows[0] + 1}", builtin)
+        return
+    n = len(X)
+    for column in X.columns:
+        values = X[column]
+        name = f"column {column!r} of {source}"
+        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+            infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+            if infinite.any():
+                _infinite(f"{name} holds infinity in {infinite.sum()} row(s), the first row "
+                          f"{np.flatnonzero(infinite)[0] + 1}", builtin)
+            if str(column).startswith("Unnamed: ") and values.is_monotonic_increasing and values.is_unique:
+                logger.warning("%s looks like a row index saved with the table (pandas' to_csv writes one "
+                               "unless index=False): it is used as a feature, and can leak how the rows "
+                               "were ordered; remove it from the file", name)
+            continue
+        if str(column) not in text_columns(X[[column]]):
+            continue
+        distinct = values.nunique()
+        numbers = _numbers_in_text(values)
+        if numbers:
+            logger.warning("%s holds numbers, but also text, so each distinct value is read as a category "
+                           "(a number never seen in training is then ignored); %s", name, numbers)
+        elif n >= 20 and distinct == values.notna().sum():
+            logger.warning("%s holds a different value in every row, like an identifier: it predicts "
+                           "nothing, and one-hot encoded it becomes a column per row (slow, memory-"
+                           "hungry); remove it from the file", name)
+        elif distinct > 100 and distinct > n / 10:
+            logger.warning("%s holds %d distinct values: one-hot encoded, it becomes as many columns (slow, "
+                           "memory-hungry); remove it, or group its values, if it is not needed", name,
+                           distinct)
+
+
+def _infinite(what: str, builtin: bool) -> None:
+    if builtin:
+        raise SearchError(f"{what}; scikit-learn's estimators cannot fit infinite values: replace them "
+                          "(or leave those cells empty, as missing values)")
+    logger.warning("%s; most scikit-learn estimators refuse infinite values, and every fit that does "
+                   "would fail", what)
 
 
 def _check_scorer(scoring: str | None, task: str, y, what: str) -> None:
@@ -477,6 +607,17 @@ def fingerprint(obj) -> str:
 def candidate_key(params: dict) -> str:
     """The content key of one candidate: a hash of its canonical parameters."""
     return fingerprint(params)
+
+
+def _distinct(keys: list[str]) -> list[str]:
+    """Candidate keys made distinct: a candidate the grid holds twice is searched twice, as
+    GridSearchCV does (its second copy is ``KEY#2``), not left for ever waiting for itself."""
+    seen = collections.Counter()
+    distinct = []
+    for key in keys:
+        seen[key] += 1
+        distinct.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return distinct
 
 
 # ------------------------------------------------------------ worker-side functions
@@ -772,6 +913,38 @@ def _stopped_early(model) -> bool:
     return bool(getattr(final, "do_early_stopping_", False))
 
 
+_CAUGHT = threading.local()  # .sink: a Counter of the warnings a task's code raised in this thread
+_GROWTH_NOISE = "class_weight presets"  # about warm_start, which growing sets, not the user
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    sink = getattr(_CAUGHT, "sink", None)
+    if sink is None:
+        return _show_warning.shown(message, category, filename, lineno, file, line)
+    sink[(category.__name__, " ".join(str(message).split()))] += 1
+
+
+@contextlib.contextmanager
+def _warnings_caught(result: dict):
+    """Keep the warnings raised in this block (this thread only) in ``result["warnings"]``.
+
+    A worker's warnings, printed by the worker, would reach the terminal raw
+    (file and line), once per fit, through the progress bar and past ``-q``;
+    the runner reports each once instead (:meth:`_Runner._report_warnings`).
+    The filters are left as they are (a dask worker runs tasks in threads),
+    so a warning shown once per place is caught once per place.
+    """
+    if warnings.showwarning is not _show_warning:
+        _show_warning.shown = warnings.showwarning
+        warnings.showwarning = _show_warning
+    _CAUGHT.sink = sink = collections.Counter()
+    try:
+        yield
+    finally:
+        _CAUGHT.sink = None
+        result["warnings"] = [(*key, n) for key, n in sink.items()]
+
+
 def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int, scoring) -> list[dict]:
     """Fit candidates on one training fold and score each on the test fold; one result per candidate.
 
@@ -804,39 +977,46 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
         if len(candidates) > 1 else None  # the one parameter the runner's chain varies: the size
     results, model, grown = [], None, 0.0
     for params in candidates:
-        start = time.time()
-        try:
-            if model is None or _stopped_early(model):
-                # the first, the next after a failure, or after early stopping: fitted from nothing
-                model = clone(_worker_estimator(estimator_blob)).set_params(**clone(params, safe=False))
-                X_train, y_train = _safe_split(model, X, y, train)
-                X_test, y_test = _safe_split(model, X, y, test, train)
-                prefix, grown, prefix_name = _shared_preprocessing(model, params), 0.0, ""
-                if prefix is not None:
-                    X_train, X_test = _preprocessed(data_ref, estimator_blob, fold, prefix, X_train, y_train, X_test)
-                    model, prefix_name = model[-1], f"{model.steps[-1][0]}__"
-            else:  # the same ensemble, to more members
-                grow = size.removeprefix(prefix_name)  # its name on the model: the ensemble, or the pipeline
-                step, sep, _ = grow.rpartition("__")
-                model.set_params(**{grow: params[size], f"{step}{sep}warm_start": True})
-            model.fit(X_train, y_train)
-        except Exception:
-            model, elapsed = None, time.time() - start
-            results.append({"score": np.nan, "fit_time": grown + elapsed, "score_time": 0.0,
-                            "error": traceback.format_exc(), "work": elapsed})
-            continue
-        fit_time = time.time() - start
-        grown += fit_time
-        try:
-            score = check_scoring(model, scoring)(model, X_test, y_test)
-            if hasattr(score, "item"):
-                score = score.item()
-            error = None
-        except Exception:
-            score, error = np.nan, "Scoring failed: " + traceback.format_exc()
-        score_time = time.time() - start - fit_time
-        results.append({"score": score, "fit_time": grown, "score_time": score_time, "error": error,
-                        "work": fit_time + score_time})
+        result: dict = {}
+        with _warnings_caught(result):
+            start = time.time()
+            try:
+                if model is None or _stopped_early(model):
+                    # the first, the next after a failure, or after early stopping: fitted from nothing
+                    model = clone(_worker_estimator(estimator_blob)).set_params(**clone(params, safe=False))
+                    X_train, y_train = _safe_split(model, X, y, train)
+                    X_test, y_test = _safe_split(model, X, y, test, train)
+                    prefix, grown, prefix_name = _shared_preprocessing(model, params), 0.0, ""
+                    if prefix is not None:
+                        X_train, X_test = _preprocessed(data_ref, estimator_blob, fold, prefix, X_train, y_train,
+                                                        X_test)
+                        model, prefix_name = model[-1], f"{model.steps[-1][0]}__"
+                else:  # the same ensemble, to more members
+                    grow = size.removeprefix(prefix_name)  # its name on the model: the ensemble, or the pipeline
+                    step, sep, _ = grow.rpartition("__")
+                    model.set_params(**{grow: params[size], f"{step}{sep}warm_start": True})
+                    result["grown"] = True
+                model.fit(X_train, y_train)
+            except Exception:
+                model, elapsed = None, time.time() - start
+                result.update(score=np.nan, fit_time=grown + elapsed, score_time=0.0,
+                              error=traceback.format_exc(), work=elapsed)
+            else:
+                fit_time = time.time() - start
+                grown += fit_time
+                try:
+                    score = check_scoring(model, scoring)(model, X_test, y_test)
+                    if hasattr(score, "item"):
+                        score = score.item()
+                    error = None
+                except Exception:
+                    score, error = np.nan, "Scoring failed: " + traceback.format_exc()
+                score_time = time.time() - start - fit_time
+                result.update(score=score, fit_time=grown, score_time=score_time, error=error,
+                              work=fit_time + score_time)
+        if result.pop("grown", False):  # warm_start is the runner's doing: its warnings are noise
+            result["warnings"] = [w for w in result["warnings"] if not w[1].startswith(_GROWTH_NOISE)]
+        results.append(result)
     return results
 
 
@@ -848,18 +1028,22 @@ def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
     X, y, _ = _worker_data(data_ref)
     estimator = clone(_worker_estimator(estimator_blob))
     estimator = estimator.set_params(**clone(params, safe=False))
-    start = time.time()
-    estimator.fit(X, y)
-    elapsed = time.time() - start
-    return {"blob": cloudpickle.dumps(estimator, protocol=5), "refit_time": elapsed}
+    result: dict = {}
+    with _warnings_caught(result):
+        start = time.time()
+        estimator.fit(X, y)
+        result["refit_time"] = time.time() - start
+    result["blob"] = cloudpickle.dumps(estimator, protocol=5)
+    return result
 
 
 # -------------------------------------------------------------------------- pools
 
 
 # What a worker needs to fit the built-in families, imported once in the fork server.
-_WORKER_PRELOAD = ("numpy", "joblib", "cloudpickle", "threadpoolctl", "sklearn.base", "sklearn.metrics",
-                   "sklearn.model_selection", "sklearn.utils.metaestimators", "grids._builtin", "search")
+_WORKER_PRELOAD = ("search", "numpy", "joblib", "cloudpickle", "threadpoolctl", "sklearn.base", "sklearn.metrics",
+                   "sklearn.model_selection", "sklearn.utils.metaestimators", "grids._builtin")  # search first:
+# it makes `grids` this tool's own
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -1551,6 +1735,7 @@ class _Family:
     keys: list[str]
     entry: dict  # the family's dict inside the state
     chains: list[list[int]]  # candidates (indices) fitted together on a fold: an ensemble grown, or one alone
+    fold_offset: int = 0  # cv: its folds are the run's other splits (see _Runner._fold_offset)
 
 
 @dataclass
@@ -1601,6 +1786,7 @@ def _run(config: RunConfig, stop: _Stop) -> RunReport:
     if config.grids is None and grids.source != task:
         grids = load_grids(task)
     check_data(dataset, task, config.cv, config.scoring, why)
+    check_columns(dataset.X, dataset.source, builtin=config.grids in (None, "classification", "regression"))
     selected = list(grids.families)
     if config.families:
         unknown = [f for f in config.families if f not in grids.families]
@@ -1610,7 +1796,25 @@ def _run(config: RunConfig, stop: _Stop) -> RunReport:
                 f"expected one of {', '.join(grids.families)}"
             )
         selected = [f for f in grids.families if f in config.families]
+    if config.scoring is None:
+        _warn_unlike_scores({name: grids.families[name][0] for name in selected})
     return _Runner(config, grids, dataset, task, selected, stop).run()
+
+
+def _warn_unlike_scores(estimators: dict) -> None:
+    """Warn when the families' own score methods measure different things (accuracy, R², ...)."""
+    from sklearn.base import is_classifier, is_regressor
+
+    kinds = collections.defaultdict(list)
+    for name, est in estimators.items():
+        kind = ("classifiers: accuracy" if is_classifier(est) else "regressors: R²" if is_regressor(est)
+                else f"{type(est).__name__}: its own score")
+        kinds[kind].append(name)
+    if len(kinds) > 1:
+        logger.warning("without --scoring each family is scored by its estimator's own score method, and "
+                       "these measure different things (%s): `search best` would compare unlike numbers; "
+                       "give --scoring NAME to score every family alike",
+                       "; ".join(f"{', '.join(names)} ({kind})" for kind, names in kinds.items()))
 
 
 class _Runner:
@@ -1625,6 +1829,7 @@ class _Runner:
         self._dirty = False
         self._next_save = 0.0
         self._early: dict[str, _Task] = {}  # family -> its early refit
+        self._warned: set[tuple] = set()  # (category, message) of the workers' warnings reported
         self._first_submit = 0.0  # when the run handed its first task to the pool
         self.state = self._open_state(grids)
         self.families = self._prepare_families(grids)
@@ -1652,6 +1857,7 @@ class _Runner:
             }
         self._check_run(data["run"], run_info)
         data["environment"] = state.environment()
+        data["run"]["data"].setdefault("text_columns", run_info["data"]["text_columns"])  # same data
         data["run"]["family_order"] = run_info["family_order"] + [
             f for f in data["run"]["family_order"] if f not in run_info["family_order"]
         ]
@@ -1660,14 +1866,12 @@ class _Runner:
     def _run_info(self, grids, previous) -> dict:
         import joblib
         import numpy as np
-        from sklearn.model_selection import check_cv
 
         X, y = self.dataset.X, self.dataset.y
         if previous is not None and previous["run"]["cv"]["n_splits"] == self.config.cv:
             test_indices = previous["run"]["cv"]["test_indices"]  # computed once, kept
         else:
-            splitter = check_cv(self.config.cv, y, classifier=self.task == "classification")
-            test_indices = [np.asarray(test, dtype=np.int64) for _, test in splitter.split(X, y)]
+            test_indices = self._test_indices(self.task == "classification")
         columns = list(map(str, getattr(X, "columns", [])))
         return {
             "task": self.task,
@@ -1676,6 +1880,7 @@ class _Runner:
                 "target": self.dataset.target,
                 "n_samples": len(y),
                 "columns": columns,
+                "text_columns": text_columns(X),
                 "fingerprint": joblib.hash((X, y)),
             },
             "cv": {
@@ -1687,6 +1892,39 @@ class _Runner:
             "grids": grids.source,
             "family_order": list(grids.families),
         }
+
+    def _test_indices(self, classifier: bool) -> list:
+        """Each fold's test rows, as GridSearchCV splits for a classifier or for any other estimator."""
+        import numpy as np
+        from sklearn.model_selection import check_cv
+
+        splitter = check_cv(self.config.cv, self.dataset.y, classifier=classifier)
+        return [np.asarray(test, dtype=np.int64) for _, test in splitter.split(self.dataset.X, self.dataset.y)]
+
+    def _fold_offset(self, estimator) -> int:
+        """0 if GridSearchCV would split the data for ``estimator`` as for the run's task, else ``cv``.
+
+        GridSearchCV stratifies the folds of a classifier (when the target
+        holds classes) and not those of any other estimator, a regressor, a
+        clusterer or a plain estimator with a ``score`` method. A family
+        split the other way than the run's task uses the run's other splits,
+        kept in the state beside the first (``other_test_indices``) and
+        numbered after them for the workers.
+        """
+        import numpy as np
+        from sklearn.base import is_classifier
+
+        classifier = is_classifier(estimator)
+        if classifier == (self.task == "classification"):
+            return 0
+        cv = self.state["run"]["cv"]
+        if "other_test_indices" not in cv:
+            other = self._test_indices(classifier)
+            if all(np.array_equal(a, b) for a, b in zip(other, cv["test_indices"])):
+                return 0  # a target without classes: both are the same plain folds
+            cv["other_test_indices"] = other
+            self._dirty = True
+        return self.config.cv
 
     def _check_run(self, saved: dict, now: dict) -> None:
         fix = ("to start over and keep the old file as a backup, add --restart; to keep both "
@@ -1720,7 +1958,7 @@ class _Runner:
         for name in self.selected:
             estimator, grid = grids.families[name]
             candidates = list(ParameterGrid(grid))
-            keys = [candidate_key(c) for c in candidates]
+            keys = _distinct([candidate_key(c) for c in candidates])
             estimator_fp, grid_fp = fingerprint(estimator), fingerprint(grid)
             entry = self.state["families"].get(name)
             kept = kept_folds = None
@@ -1755,7 +1993,7 @@ class _Runner:
             entry.setdefault("folds", {})  # files of version 1 before fold-level progress
             blob = cloudpickle.dumps(estimator, protocol=5)
             prepared.append(_Family(name, estimator, blob, candidates, keys, entry,
-                                    growth_chains(estimator, candidates)))
+                                    growth_chains(estimator, candidates), self._fold_offset(estimator)))
         if changed:
             raise StateMismatch(
                 f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(map(repr, changed))} "
@@ -1801,7 +2039,8 @@ class _Runner:
         # the collector's full passes skip it, instead of stalling dispatch for 0.1 s each.
         gc.freeze()
         try:
-            pool.share((self.dataset.X, self.dataset.y, self.state["run"]["cv"]["test_indices"]),
+            cv = self.state["run"]["cv"]
+            pool.share((self.dataset.X, self.dataset.y, [*cv["test_indices"], *cv.get("other_test_indices", ())]),
                        [fams[name].blob for name in dict.fromkeys(task.family for task in queue)])
             while True:
                 # dispatch: keep every worker busy, one task queued ahead
@@ -1811,12 +2050,21 @@ class _Runner:
                         break
                     queue.popleft()
                     fam = fams[task.family]
-                    if task.key is None:
-                        fut = pool.submit(refit, pool.data_ref, fam.blob, task.params)
-                    else:
-                        fut = pool.submit(fit_fold, pool.data_ref, fam.blob,
-                                          [params for _, params in task.candidates()], task.fold,
-                                          self.config.scoring)
+                    try:
+                        if task.key is None:
+                            fut = pool.submit(refit, pool.data_ref, fam.blob, task.params)
+                        else:
+                            fut = pool.submit(fit_fold, pool.data_ref, fam.blob,
+                                              [params for _, params in task.candidates()],
+                                              task.fold + fam.fold_offset, self.config.scoring)
+                    except BaseException as exc:  # noqa: BLE001 - a pool broken by a worker's death
+                        if not pool.is_lost(exc):
+                            raise
+                        queue.appendleft(task)
+                        if inflight:  # the tasks in flight were lost with it: handled as they come back
+                            break
+                        pool.recover()  # a worker died idle
+                        continue
                     task.submitted = time.monotonic()
                     self._first_submit = self._first_submit or task.submitted
                     inflight[fut] = task
@@ -1839,18 +2087,28 @@ class _Runner:
                         if self._stop:
                             continue
                         lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
-                        if lost and task.attempts + 1 < _MAX_ATTEMPTS:
-                            logger.warning("lost work (%s: %s); running it again", type(exc).__name__, exc)
-                            if pool.loses_inflight:  # a broken local pool takes every task with it
-                                queue.extendleft(self._retry([task, *inflight.values()], pool))
-                                inflight.clear()
-                                break
+                        again = lost and task.attempts + 1 < _MAX_ATTEMPTS
+                        if again:
+                            logger.warning("lost work (%s: %s); running it again", type(exc).__name__,
+                                           str(exc).strip().splitlines()[0])
+                        if lost and pool.loses_inflight:  # a broken local pool takes every task with it
+                            victims = [task] if again else []
+                            queue.extendleft(self._retry(victims + [*inflight.values()], pool))
+                            inflight.clear()
+                        elif again:
                             queue.extendleft(self._retry([task], pool))  # dask keeps the others
+                        if again:
                             continue
+                        error = "".join(traceback.format_exception(exc))
+                        if lost:  # the last line is what a failure summary shows
+                            error += (f"the worker running this task died each of the {_MAX_ATTEMPTS} "
+                                      "times it was tried (a crash in native code, out of memory, or "
+                                      f"killed): {str(exc).strip().splitlines()[0]}\n")
                         failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0, "work": 0.0,
-                                  "error": "".join(traceback.format_exception(exc))}
+                                  "error": error}
                         result = failed if task.key is None else [failed] * len(task.candidates())
                     fam = fams[task.family]
+                    self._report_warnings(fam, result)
                     self.report.tasks_run += 1
                     if task.early:  # the family's best is not known yet: kept until it is
                         task.result = result
@@ -2037,6 +2295,15 @@ class _Runner:
                 "or leave them out with --families"
             )
 
+    def _report_warnings(self, fam: _Family, result) -> None:
+        """Log each warning the workers caught once a run (see :func:`_warnings_caught`)."""
+        for r in result if isinstance(result, list) else [result]:
+            for category, message, _ in r.pop("warnings", ()):
+                if (category, message) not in self._warned:
+                    self._warned.add((category, message))
+                    logger.warning("%s: %s (family %r; each warning is reported once)",
+                                   category, message, fam.name)
+
     def _fits(self, task, fold_times, deadline) -> bool:
         seen = fold_times.get(task.family)
         estimate = (sum(seen) / len(seen)) if seen else 0.0
@@ -2086,7 +2353,7 @@ class _Runner:
         n_fits = len(fam.candidates) * self.config.cv
         if _best(entry["cv_results"]) is None:  # reported as failed, with this summary, not warned of
             entry["status"] = "failed"
-            entry["error"] = _failure_summary(fam.name, errors, n_fits)
+            entry["error"] = _failure_summary(fam.name, errors, n_fits, every_candidate=True)
             self.report.failed[fam.name] = entry["error"]
             self._dirty = True
             return None
@@ -2193,9 +2460,11 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 120 else f"{seconds / 60:g}m"
 
 
-def _failure_summary(name: str, errors: list[str], n_fits: int) -> str:
+def _failure_summary(name: str, errors: list[str], n_fits: int, every_candidate: bool = False) -> str:
     counts = collections.Counter(e.strip().splitlines()[-1] for e in errors)
     lines = [f"{len(errors)} of {n_fits} fits of family {name!r} failed; their score is NaN."]
+    if every_candidate and len(errors) < n_fits:
+        lines[0] += " Every candidate has a failed fold, so none has a mean score to rank it by."
     lines += [f"  {n} x {message}" for message, n in counts.most_common()]
     lines.append(f"{_LAST_TRACEBACK}\n" + errors[-1].rstrip())
     return "\n".join(lines)
@@ -2257,7 +2526,7 @@ def best_family(data: dict, family: str | None = None) -> str:
             raise SearchError(
                 f"family {family!r} failed, so it has no best estimator: "
                 f"{failure_headline(entry.get('error') or 'no error recorded')}\n"
-                "Fix the cause; the next `search run` searches it again"
+                f"Fix the cause; the next `search run` searches it again{_IF_DATA}"
             )
         if entry["status"] != "done":
             raise SearchError(
@@ -2271,10 +2540,13 @@ def best_family(data: dict, family: str | None = None) -> str:
             raise SearchError(
                 f"no family is done: {', '.join(map(repr, failed))} failed (`search status` says why); "
                 "fix the cause, and the next `search run` searches "
-                f"{'it' if len(failed) == 1 else 'them'} again"
+                f"{'it' if len(failed) == 1 else 'them'} again{_IF_DATA}"
             )
         raise SearchError("no family is done yet; run `search run` first")
     return max(done, key=lambda r: r["best_score"])["family"]  # max keeps the first of ties
+
+
+_IF_DATA = " (if the fix is in the data, the state holds the old data's results: add --restart)"
 
 
 def read_state(path: str = DEFAULT_STATE) -> dict:
@@ -2478,15 +2750,55 @@ def _skops_bytes(estimator, name: str) -> tuple[bytes, list[str]]:
     return payload, untrusted
 
 
+def text_columns(X) -> list[str]:
+    """The columns of a table that hold text (or categories), not numbers or booleans."""
+    import pandas as pd
+
+    dtypes = getattr(X, "dtypes", None)
+    if not isinstance(dtypes, pd.Series):
+        return []
+    return [str(c) for c, dtype in dtypes.items()
+            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype))]
+
+
 def predict_frame(path: str, frame, family: str | None = None, proba: bool = False):
     """Predict for the rows of ``frame``; return them with a ``prediction`` column added.
 
     A column named like the training target is ignored; missing feature
     columns are an error that names them.
     """
-    import numpy as np
-
     data = read_state(path)
+    return _with_predictions(frame.copy(), _predictions(data, frame, family, proba))
+
+
+def predict_csv(path: str, csv: str, family: str | None = None, proba: bool = False):
+    """The rows of the CSV file ``csv`` exactly as written there, with a ``prediction`` column added.
+
+    The model gets each column as it got it in training: a column of text
+    then is read as text here, whatever its values look like in this file.
+    """
+    data = read_state(path)
+    frame = read_table(csv, text_columns=data["run"]["data"].get("text_columns", ()))
+    if len(frame) == 0:
+        raise SearchError(f"--data {csv} has no rows to predict for")
+    return _with_predictions(read_table(csv, as_written=True), _predictions(data, frame, family, proba))
+
+
+def _with_predictions(out, added: dict):
+    replaced = [c for c in out.columns if c in added]
+    if replaced:
+        logger.warning("the rows already have column%s %s; replaced by this prediction",
+                       "s" if len(replaced) > 1 else "", ", ".join(map(repr, replaced)))
+    for column, values in added.items():
+        out[column] = values
+    return out
+
+
+def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
+    """The columns to add to ``frame``: ``prediction`` and, with ``proba``, one ``proba_CLASS`` each."""
+    import numpy as np
+    import pandas as pd
+
     name = best_family(data, family)
     estimator = _best_estimator(data, name)
     info = data["run"]["data"]
@@ -2507,23 +2819,31 @@ def predict_frame(path: str, frame, family: str | None = None, proba: bool = Fal
             f"the table has {len(features)}: {', '.join(map(str, features))}; give exactly the "
             "training columns, in the training order"
         )
+    if "text_columns" in info:  # a column of numbers in training must hold numbers here too
+        for column in set(features) - set(info["text_columns"]):
+            values = frame[column]
+            if pd.api.types.is_numeric_dtype(values.dtype):
+                continue
+            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+            if len(bad):
+                raise SearchError(
+                    f"column {column!r} held numbers in training, and here holds text in {len(bad)} "
+                    f"row{'s' if len(bad) > 1 else ''} ({_examples(pd.unique(bad))}; the first is "
+                    f"row {bad.index[0] + 1} of the data); write numbers there, and leave a missing "
+                    "value's cell empty"
+                )
     if proba and not hasattr(estimator, "predict_proba"):
         raise SearchError(
             f"the best estimator of family {name!r} has no predict_proba "
-            f"({type(estimator).__name__}); drop --proba or choose another --family"
+            f"({_stable_repr(estimator[-1] if hasattr(estimator, 'steps') else estimator)}); drop --proba "
+            "or choose another --family"
         )
     X = frame[features] if info.get("columns") else frame[features].to_numpy()  # as it was trained
-    out = frame.copy()
-    added = {"prediction", *(f"proba_{label}" for label in (estimator.classes_ if proba else ()))}
-    replaced = [c for c in out.columns if c in added]
-    if replaced:
-        logger.warning("the rows already have column%s %s; replaced by this prediction",
-                       "s" if len(replaced) > 1 else "", ", ".join(map(repr, replaced)))
     try:
-        out["prediction"] = estimator.predict(X)
+        added = {"prediction": estimator.predict(X)}
         if proba:
             for label, column in zip(estimator.classes_, np.asarray(estimator.predict_proba(X)).T):
-                out[f"proba_{label}"] = column
+                added[f"proba_{label}"] = column
     except Exception as exc:  # the model's code, maybe the user's: any error is about these rows
         advice = ("check that each column holds the same kind of values as in training"
                   if isinstance(exc, (ValueError, TypeError)) else
@@ -2531,7 +2851,7 @@ def predict_frame(path: str, frame, family: str | None = None, proba: bool = Fal
         raise SearchError(
             f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None
-    return out
+    return added
 
 
 # --------------------------------------------------------------------------- CLI
@@ -2641,6 +2961,8 @@ def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:
     """A warning as one line, ``Category: message``: where in the code it was raised is noise here."""
+    if issubclass(category, FitFailedWarningGroup):  # the tracebacks are for `status --json`
+        return f"{category.__name__}: {failure_headline(str(message))}\n"
     return f"{category.__name__}: {message}"
 
 
@@ -2822,10 +3144,7 @@ def predict_command(state_path, family, data, output, proba):
                 f"--output {output} is the --data file itself; writing there would replace the "
                 "rows read. Choose another file, e.g. -o predictions.csv"
             )
-    frame = read_table(data)
-    if len(frame) == 0:
-        raise SearchError(f"--data {data} has no rows to predict for")
-    result = predict_frame(state_path, frame, family, proba)
+    result = predict_csv(state_path, data, family, proba)
     if output is None:
         result.to_csv(sys.stdout, index=False)
         return
@@ -2837,14 +3156,27 @@ def predict_command(state_path, family, data, output, proba):
 def _echo_json(value) -> None:
     import json
 
-    click.echo(json.dumps(value, indent=2, default=_jsonable))
+    click.echo(json.dumps(_no_nan(value), indent=2, default=_jsonable, allow_nan=False))
+
+
+def _no_nan(value):
+    """``value`` with NaN and infinite numbers as None: JSON has no NaN (a failed fit's score is one)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _jsonable(value):
     import numpy as np
 
     if isinstance(value, np.generic):
-        return value.item()
+        return _no_nan(value.item())
+    if isinstance(value, np.ndarray):
+        return _no_nan(value.tolist())
     return repr(value)
 
 

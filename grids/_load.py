@@ -270,7 +270,8 @@ def _check_grid(name: str, estimator, grid, where: str) -> None:
     valid = set(estimator.get_params(deep=True))
     for candidate in ParameterGrid(grid):
         try:
-            clone(estimator).set_params(**candidate)
+            # cloned, as GridSearchCV does: an estimator given as a value must stay as the user made it
+            clone(estimator).set_params(**clone(candidate, safe=False))
         except ValueError:
             for param in candidate:
                 if param not in valid and param.split("__")[0] not in valid:

@@ -227,15 +227,30 @@ def test_output_never_overwrites_a_state_file(table_state, tmp_path, command, ta
 def test_rows_the_model_cannot_take_are_a_clear_error(table_state, tmp_path):
     path, frame = table_state
     csv = tmp_path / "new.csv"
+    frame.head(3).assign(color=[1.5, 2.5, 3.5]).to_csv(csv, index=False)  # read as text, as in training
+    result = invoke("predict", "--state", str(path), "--data", str(csv), "--family", "lr")
+    assert result.exit_code == 0, result.output  # categories never seen: ignored, as the README says
     frame.head(3).assign(size=["big", "small", "tiny"]).to_csv(csv, index=False)
     result = invoke("predict", "--state", str(path), "--data", str(csv), "--family", "lr")
     assert result.exit_code == 1
-    assert "family 'lr' could not predict for these rows: ValueError" in result.output
+    assert "column 'size' held numbers in training, and here holds text in 3 rows" in result.output
+    rows = frame.head(3).assign(size=["big", "small", "tiny"])
+    with pytest.raises(search.SearchError, match="family 'lr' could not predict for these rows: ValueError"):
+        search.predict_frame(str(saved_without_text_columns(path, tmp_path)), rows, "lr")
     assert "Traceback" not in result.output
     empty = tmp_path / "empty.csv"
     empty.write_text("size,color\n")
     result = invoke("predict", "--state", str(path), "--data", str(empty))
     assert result.exit_code == 1 and f"--data {empty} has no rows to predict for" in result.output
+
+
+def saved_without_text_columns(path, where):
+    """The state as a version before ``text_columns`` saved it."""
+    data = state.load(path)
+    del data["run"]["data"]["text_columns"]
+    other = where / "older.pkl"
+    state.save(other, data)
+    return other
 
 
 def _lookup_city(X):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import re
 import subprocess
@@ -486,6 +487,17 @@ UNSEARCHABLE = {
                                  "regression, but target 'label' holds text"),
     "regression-scorer": (None, ["--target", "label", "--scoring", "r2"],
                           "--scoring r2 cannot score classification predictions of target 'label'"),
+    "constant-quantity": (lambda f: f.assign(amount=5.0), ["--target", "amount", "--task", "regression"],
+                          "target 'amount' has the same value (5) in all 60 rows: there is nothing to predict"),
+    "numbers-written-as-text": (lambda f: f.assign(amount=[f"{v * 1000 + 9000:,.0f}" for v in f["amount"]]),
+                                ["--target", "amount"],
+                                "so it would be read as 60 classes; if it is a quantity, write them "
+                                "without thousands separators (151000, not 151,000)"),
+    "few-whole-numbers": (lambda f: f.head(15).assign(amount=np.arange(15.0)), ["--target", "amount"],
+                          "target 'amount' holds numbers, read as classes (at most 20 distinct whole "
+                          "numbers): if it is a quantity, add --task regression"),
+    "infinite-feature": (lambda f: f.assign(a=f["a"].where(f.index != 7, np.inf)), ["--target", "label"],
+                         "holds infinity in 1 row(s), the first row 8; scikit-learn's estimators cannot fit"),
     "single-class": (lambda f: f.assign(label="yes"), ["--target", "label"],
                      "target 'label' has a single class ('yes') in all 60 rows"),
     "no-features": (lambda f: f[["label"]], ["--target", "label"],
@@ -746,10 +758,89 @@ def test_edits_to_the_users_code_are_changes_and_its_models_load_without_it(tmp_
     assert "No module named 'helper_features'" in loaded.stderr  # a module on the path does not
 
 
-@pytest.mark.parametrize("grids", ["unusual_estimators.py", "token_lists.py", "sparse_rows.py"])
+@pytest.mark.parametrize("grids", ["unusual_estimators.py", "token_lists.py", "sparse_rows.py",
+                                   "shared_values.py", "other_kinds.py"])
 def test_what_gridsearchcv_takes_is_searched_as_it_would_be(tmp_path, grids):
     path = tmp_path / "s.pkl"
     result = invoke("run", "--state", str(path), "--grids", str(GRIDS / grids), "--cv", "3", "--n-jobs", "2")
     assert result.exit_code == 0, result.output
     for name, ref in reference(GRIDS / grids, cv=3).items():
         assert_same_as_gridsearch(state.load(path)["families"][name], ref)
+
+
+def test_a_worker_that_dies_in_a_fit_fails_that_fit_and_the_run_goes_on(tmp_path):
+    """A crash in native code or an out-of-memory kill takes the worker: retried, then a NaN fit."""
+    path = tmp_path / "s.pkl"
+    done = run_search(["run", "--state", str(path), "--grids", str(GRIDS / "crashing.py"), "--cv", "3",
+                       "--n-jobs", "2"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    data = state.load(path)
+    assert data["families"]["knn"]["status"] == "done"
+    crash = data["families"]["crash"]
+    assert crash["status"] == "done" and crash["best_params"] == {"exit": False, "k": 1}
+    died = [i for i, p in enumerate(crash["cv_results"]["params"]) if p["exit"]]
+    assert np.isnan(crash["cv_results"]["mean_test_score"][died]).all()
+    assert "the worker running this task died each of the 3 times" in done.stderr
+
+
+def test_status_json_has_null_for_a_failed_fit(tmp_path):
+    path = tmp_path / "s.pkl"
+    invoke("run", "--state", str(path), "--grids", str(GRIDS / "failing.py"), "--families", "flaky")
+    result = invoke("status", "--state", str(path), "--family", "flaky", "--json")
+    rows = json.loads(result.output, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))["candidates"]
+    assert [r["mean_test_score"] for r in rows if r["params"]["fail"]] == [None, None]
+
+
+def test_workers_warnings_are_reported_once_and_columns_that_cost_much_are_named(tmp_path):
+    frame = _table(120).assign(empty=np.nan)
+    frame.to_csv(tmp_path / "t.csv", index=True)  # the index too, as pandas' to_csv writes it by default
+    done = run_search(["run", "--state", str(tmp_path / "s.pkl"), "--data", str(tmp_path / "t.csv"),
+                       "--target", "label", "--families", "lr,nb", "--cv", "3"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    skipped = [line for line in done.stderr.splitlines() if "Skipping features without any observed" in line]
+    assert len(skipped) == 1 and skipped[0].startswith("WARNING: UserWarning: "), done.stderr
+    assert "_base.py" not in done.stderr  # no raw warning with the file and line it came from
+    assert "column 'name' of" in done.stderr and "like an identifier" in done.stderr
+    assert "column 'Unnamed: 0' of" in done.stderr and "looks like a row index" in done.stderr
+
+
+def test_predict_reads_columns_as_in_training_and_writes_the_rows_as_they_were(tmp_path):
+    """A store "7" stays the category "7" whatever the other rows; "007" and "NA" come back as written."""
+    rng = np.random.default_rng(0)
+    n = 150
+    store = rng.choice(["7", "12", "A1"], n)
+    x = rng.normal(size=n)
+    pd.DataFrame({"x": x, "store": store, "y": np.where((store == "7") ^ (x > 1), "buy", "skip")}).to_csv(
+        tmp_path / "train.csv", index=False)
+    path = str(tmp_path / "s.pkl")
+    assert invoke("run", "--state", path, "--data", str(tmp_path / "train.csv"), "--target", "y",
+                  "--families", "lr", "--cv", "3").exit_code == 0
+    alone, with_text = tmp_path / "alone.csv", tmp_path / "with_text.csv"
+    alone.write_text("x,store,id\n0.0,7,007\n0.0,12,NA\n")
+    with_text.write_text("x,store,id\n0.0,7,007\n0.0,A1,008\n")
+    first = search.predict_csv(path, str(alone), proba=True)
+    second = search.predict_csv(path, str(with_text), proba=True)
+    assert first["proba_buy"][0] == second["proba_buy"][0] > 0.5
+    assert list(first["id"]) == ["007", "NA"] and list(first["x"]) == ["0.0", "0.0"]
+    typo = tmp_path / "typo.csv"
+    typo.write_text("x,store\n0.5,7\n?,12\n")
+    result = invoke("predict", "--state", path, "--data", str(typo))
+    assert result.exit_code == 1
+    assert "column 'x' held numbers in training, and here holds text in 1 row ('?'; the first is row 2" \
+        in result.output
+
+
+def test_modules_of_the_users_named_like_this_tools_are_not_taken_for_its_own(tmp_path):
+    """A grids.py in the working directory comes first on sys.path under `python -c` and `-m`."""
+    (tmp_path / "grids.py").write_text((GRIDS / "quick.py").read_text())
+    env = dict(os.environ, PYTHONPATH=str(Path(search.__file__).parent))
+    code = ("import search\n"
+            "print(search.run(search.RunConfig('s.pkl', grids='grids.py', families=['nb'], n_jobs=1,"
+            " progress=False)).done)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.stdout.strip() == "['nb']", done.stderr
+    (tmp_path / "state.py").write_text("X = 1\n")
+    done = subprocess.run([sys.executable, "-c", "import state, search"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert "a module of yours named 'state'" in done.stderr and "rename yours" in done.stderr
