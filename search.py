@@ -1618,8 +1618,14 @@ def cv_results(records: list[dict], n_splits: int) -> dict:
     store("score_time", [r["score_times"] for r in records])
     params = [r["params"] for r in records]
     names = sorted({name for p in params for name in p})
-    for name in names:
-        column = np.ma.MaskedArray(np.empty(n, dtype=object), mask=True)
+    for name in names:  # typed as GridSearchCV types them (numbers as numbers; text, objects: object)
+        try:
+            typed = np.array([p[name] for p in params if name in p])
+        except ValueError:  # sequences of different lengths
+            dtype = np.dtype(object)
+        else:
+            dtype = typed.dtype if typed.dtype.kind != "U" and typed.ndim == 1 else np.dtype(object)
+        column = np.ma.MaskedArray(np.empty(n, dtype=dtype), mask=True)
         for i, p in enumerate(params):
             if name in p:
                 column[i] = p[name]

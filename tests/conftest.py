@@ -47,6 +47,9 @@ def assert_same_as_gridsearch(entry: dict, search: GridSearchCV) -> None:
     ref, got = search.cv_results_, entry["cv_results"]
     assert entry["status"] == "done"
     assert repr(got["params"]) == repr(ref["params"])  # an estimator as a value: equal by what it is
+    for key in (k for k in ref if k.startswith("param_")):
+        assert got[key].dtype == ref[key].dtype, key
+        assert repr(got[key].tolist()) == repr(ref[key].tolist()), key
     np.testing.assert_array_equal(got["mean_test_score"], ref["mean_test_score"])
     np.testing.assert_array_equal(got["std_test_score"], ref["std_test_score"])
     np.testing.assert_array_equal(got["rank_test_score"], ref["rank_test_score"])
