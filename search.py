@@ -214,6 +214,9 @@ def _read_csv(path: str, target: str | None) -> Dataset:
 
         close = difflib.get_close_matches(target, list(map(str, frame.columns)), n=3)
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+        if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|"):
+            hint += (" The file seems to separate its fields with another character than a comma; save "
+                     "it as comma-separated values")
         raise SearchError(
             f"--target {target!r} is not a column of {path}; its columns are "
             f"{', '.join(map(str, frame.columns))}.{hint}"
@@ -360,7 +363,7 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
                 )
     if n < cv:
         raise SearchError(f"--cv {cv}: the data has only {n} rows, fewer than the folds; use --cv {n} or fewer")
-    _check_scorer(scoring, task, values, what)
+    _check_scorer(scoring, task, values, what, cv)
 
 
 def _numbers_in_text(values) -> str | None:
@@ -434,7 +437,7 @@ def _infinite(what: str, builtin: bool) -> None:
                    "would fail", what)
 
 
-def _check_scorer(scoring: str | None, task: str, y, what: str) -> None:
+def _check_scorer(scoring: str | None, task: str, y, what: str, cv: int = 5) -> None:
     """A ``--scoring`` that cannot score this task's predictions at all fails here, not in every fit."""
     if scoring is None:
         return
@@ -454,6 +457,17 @@ def _check_scorer(scoring: str | None, task: str, y, what: str) -> None:
             f"--scoring {scoring} cannot score {task} predictions of {what}: "
             f"{type(exc).__name__}: {exc}; choose a {task} scorer, e.g. {_SCORERS[task]}"
         ) from None
+    if task == "classification" and getattr(scorer, "_response_method", "predict") != "predict":
+        labels, counts = np.unique(y, return_counts=True)
+        rare = labels[counts < cv]
+        if len(rare):
+            logger.warning("class%s %s of %s %s fewer rows than --cv %d: some test folds lack %s, and "
+                           "--scoring %s, which scores the probability of every class, fails on those "
+                           "folds (NaN); a candidate with a failed fold has no mean score. Use a smaller "
+                           "--cv, remove the rare classes, or score with e.g. accuracy or f1_macro",
+                           "es" if len(rare) > 1 else "", _examples(rare), what,
+                           "have" if len(rare) > 1 else "has", cv, "them" if len(rare) > 1 else "it",
+                           scoring)
     metric = getattr(scorer, "_score_func", None)
     if task == "classification" and getattr(metric, "__module__", "").endswith("._regression"):
         logger.warning("--scoring %s is a regression metric: it will score the class labels as numbers "
@@ -1778,6 +1792,8 @@ def _run(config: RunConfig, stop: _Stop) -> RunReport:
         raise SearchError(f"--scoring {unknown}")
     if config.cv < 2:
         raise SearchError(f"--cv {config.cv} must be at least 2")
+    if config.n_jobs == 0:
+        raise SearchError("n_jobs 0: 0 workers cannot run anything; use -1 for all cores")
     from grids import load_grids
 
     grids = load_grids(config.grids, config.task)
@@ -1945,9 +1961,11 @@ class _Runner:
             )
         for key, what in (("task", "task"), ("scoring", "scoring")):
             if saved[key] != now[key]:
+                unset = "no --scoring (the estimator's own score)" if key == "scoring" else "default"
                 raise StateMismatch(
                     f"the state file {self.path} was made with {what} "
-                    f"{saved[key] or 'default'!r}, now {now[key] or 'default'!r}; {fix}"
+                    f"{repr(saved[key]) if saved[key] else unset}, now "
+                    f"{repr(now[key]) if now[key] else unset}; {fix}"
                 )
         if saved["cv"]["n_splits"] != now["cv"]["n_splits"]:
             raise StateMismatch(
@@ -2895,7 +2913,12 @@ def _unknown_scoring(value) -> str | None:
 
     if value in get_scorer_names():
         return None
-    return f"{value!r} is not a scikit-learn scorer; expected one of {', '.join(sorted(get_scorer_names()))}"
+    import difflib
+
+    close = difflib.get_close_matches(value, get_scorer_names(), n=2)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (f"{value!r} is not a scikit-learn scorer; {hint}expected one of "
+            f"{', '.join(sorted(get_scorer_names()))}")
 
 
 def _check_scoring(value) -> None:

@@ -65,7 +65,8 @@ def test_unknown_family_names_the_valid_ones(tmp_path):
 def test_unknown_scoring_lists_valid_names(tmp_path):
     result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--scoring", "acuracy")
     assert result.exit_code == 2
-    assert "'acuracy' is not a scikit-learn scorer; expected one of" in result.output
+    assert "'acuracy' is not a scikit-learn scorer; did you mean accuracy" in result.output
+    assert "expected one of" in result.output
     assert "accuracy" in result.output and "roc_auc" in result.output
 
 
@@ -844,3 +845,14 @@ def test_modules_of_the_users_named_like_this_tools_are_not_taken_for_its_own(tm
     done = subprocess.run([sys.executable, "-c", "import state, search"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
     assert "a module of yours named 'state'" in done.stderr and "rename yours" in done.stderr
+
+
+def test_a_probability_scorer_with_a_class_rarer_than_the_folds_is_warned_of(tmp_path):
+    frame = _table().iloc[:-3]
+    frame = pd.concat([frame, frame.tail(2).assign(label="maybe")])
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    done = run_search(["run", "--state", str(tmp_path / "s.pkl"), "--data", str(tmp_path / "t.csv"),
+                       "--target", "label", "--families", "nb", "--cv", "3", "--scoring", "neg_log_loss"],
+                      tmp_path)
+    assert "class 'maybe' of target 'label' has fewer rows than --cv 3" in done.stderr
+    assert "Every candidate has a failed fold, so none has a mean score" in done.stderr
