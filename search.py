@@ -1117,6 +1117,7 @@ def start_fork_server():
         return None
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
+    _own_multiprocessing_folder()
     saved = {var: os.environ.get(var) for var in _THREAD_VARIABLES}
     # One thread each until a worker's initializer gives it its share: no thread pools exist at a fork.
     os.environ.update({var: os.environ.get(var, "1") for var in _THREAD_VARIABLES})
@@ -1132,6 +1133,22 @@ def start_fork_server():
     _fork_context = context
     logger.debug("fork server started; it imports %s", ", ".join(_WORKER_PRELOAD))
     return context
+
+
+def _own_multiprocessing_folder() -> None:
+    """Put multiprocessing's folder (``pymp-*``: the fork server's socket) inside one named after this
+    process, as its data folder is: a runner killed with its whole job leaves it behind, and the next
+    run removes it (:func:`_remove_orphaned_data`) instead of it staying in ``$TMPDIR`` for good."""
+    from multiprocessing import util
+
+    folder = tempfile.mkdtemp(prefix=f"search-data-{os.getpid()}-mp-")
+    saved, tempfile.tempdir = tempfile.tempdir, folder
+    try:
+        util.get_temp_dir()  # made in ``folder``, unless this process already has one
+    finally:
+        tempfile.tempdir = saved
+    # after multiprocessing removes its own folder at exit (its finalizer's priority is -100)
+    util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-101)
 
 
 def stop_fork_server() -> None:
