@@ -1110,7 +1110,7 @@ def start_fork_server():
     Where fork servers do not exist (Windows), loky starts the workers.
     """
     import multiprocessing
-    from multiprocessing import forkserver
+    from multiprocessing import forkserver, resource_tracker
 
     global _fork_context
     if "forkserver" not in multiprocessing.get_all_start_methods():
@@ -1118,10 +1118,16 @@ def start_fork_server():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
     _own_multiprocessing_folder()
-    saved = {var: os.environ.get(var) for var in _THREAD_VARIABLES}
+    saved = {var: os.environ.get(var) for var in (*_THREAD_VARIABLES, "PYTHONSAFEPATH")}
     # One thread each until a worker's initializer gives it its share: no thread pools exist at a fork.
     os.environ.update({var: os.environ.get(var, "1") for var in _THREAD_VARIABLES})
+    # The server runs as `python -c`, which puts the working directory first on its sys.path (and
+    # Python 3.11's takes no other): a numbers.py or search.py there would be imported, and run, in
+    # every worker in place of the real one. Safe path: the directory is left out (3.11 and later).
+    os.environ["PYTHONSAFEPATH"] = "1"
     try:
+        # The resource tracker's start unblocks SIGINT and SIGTERM whatever the mask was: it goes first.
+        resource_tracker.ensure_running()
         with _interrupts_kept_from_children():
             forkserver.ensure_running()
     finally:
@@ -1781,7 +1787,8 @@ class _Task:
     key: str | None  # None for a refit
     params: dict
     fold: int = -1
-    attempts: int = 0
+    attempts: int = 0  # times its worker died while it ran alone (or, on dask, at all)
+    suspect: bool = False  # in flight when a local worker died: runs again alone, to tell who did it
     early: bool = False  # a refit of the likely best, started before the family's last folds end
     result: dict | None = None  # an early refit's result, kept until the family's best is known
     grown: tuple = ()  # ((key, params), ...): larger ensembles of this candidate, grown from it on the fold
@@ -2089,6 +2096,8 @@ class _Runner:
                     task = queue[0]
                     if deadline is not None and not self._fits(task, fold_times, deadline):
                         break
+                    if any(t.suspect for t in inflight.values()) or (task.suspect and inflight):
+                        break  # a suspect runs alone
                     queue.popleft()
                     fam = fams[task.family]
                     try:
@@ -2109,7 +2118,8 @@ class _Runner:
                     task.submitted = time.monotonic()
                     self._first_submit = self._first_submit or task.submitted
                     inflight[fut] = task
-                if not queue and not self._stop and len(inflight) < pool.n_workers:
+                if not queue and not self._stop and len(inflight) < pool.n_workers \
+                        and not any(t.suspect for t in inflight.values()):
                     self._start_early_refits(pool, inflight)
                 if self._stop or not inflight:
                     if queue and not self._stop:
@@ -2128,22 +2138,29 @@ class _Runner:
                         if self._stop:
                             continue
                         lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
-                        again = lost and task.attempts + 1 < _MAX_ATTEMPTS
+                        if lost and pool.loses_inflight:
+                            # A broken local pool takes every task in flight with it, and says not
+                            # whose worker died: alone, the task did it; else each runs again alone.
+                            victims = [task, *inflight.values()]
+                            inflight.clear()
+                            for t in victims:
+                                t.attempts += len(victims) == 1
+                                t.suspect = True
+                            again = task.attempts < _MAX_ATTEMPTS
+                            queue.extendleft(self._retry(victims if again else victims[1:], pool))
+                        else:
+                            task.attempts += lost
+                            again = lost and task.attempts < _MAX_ATTEMPTS
+                            if again:
+                                queue.extendleft(self._retry([task], pool))  # dask keeps the others
                         if again:
                             logger.warning("lost work (%s: %s); running it again", type(exc).__name__,
                                            str(exc).strip().splitlines()[0])
-                        if lost and pool.loses_inflight:  # a broken local pool takes every task with it
-                            victims = [task] if again else []
-                            queue.extendleft(self._retry(victims + [*inflight.values()], pool))
-                            inflight.clear()
-                        elif again:
-                            queue.extendleft(self._retry([task], pool))  # dask keeps the others
-                        if again:
                             continue
                         error = "".join(traceback.format_exception(exc))
                         if lost:  # the last line is what a failure summary shows
                             error += (f"the worker running this task died each of the {_MAX_ATTEMPTS} "
-                                      "times it was tried (a crash in native code, out of memory, or "
+                                      "times it ran alone (a crash in native code, out of memory, or "
                                       f"killed): {str(exc).strip().splitlines()[0]}\n")
                         failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0, "work": 0.0,
                                   "error": error}
@@ -2226,8 +2243,8 @@ class _Runner:
             self._save()
 
     def _retry(self, lost: list[_Task], pool) -> list[_Task]:
+        """Recover the pool; return the tasks to run again, to put back at the head of the queue."""
         for t in lost:
-            t.attempts += 1
             if t.early:  # a guess, not work owed: forgotten, and guessed again if a worker idles
                 self._early.pop(t.family, None)
         pool.recover()

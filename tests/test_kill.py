@@ -311,3 +311,18 @@ def test_fits_longer_than_max_time_end_the_requeue_loop_with_a_message(tmp_path)
     assert "Traceback" not in done.stderr
     longer = run_search([*args[:-1], "3s"], tmp_path)  # following the advice: tried again
     assert longer.returncode == 3, longer.stderr
+
+
+def test_ctrl_c_while_the_fork_server_imports_is_quiet(tmp_path):
+    """Ctrl-C goes to the whole process group: the fork server, importing scikit-learn, must not print."""
+    path = tmp_path / "s.pkl"
+    proc = start(["-q", "run", "--grids", SLOW, "--state", str(path)], tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "s.pkl.lock").exists():  # the fork server starts just after the lock
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "Traceback" not in err, err

@@ -779,9 +779,10 @@ def test_a_worker_that_dies_in_a_fit_fails_that_fit_and_the_run_goes_on(tmp_path
     data = state.load(path)
     assert data["families"]["knn"]["status"] == "done"
     crash = data["families"]["crash"]
-    assert crash["status"] == "done" and crash["best_params"] == {"exit": False, "k": 1}
-    died = [i for i, p in enumerate(crash["cv_results"]["params"]) if p["exit"]]
+    assert crash["status"] == "done" and crash["best_params"] == {"exit": False, "k": 1}, crash.get("error")
+    died = np.array([p["exit"] for p in crash["cv_results"]["params"]])
     assert np.isnan(crash["cv_results"]["mean_test_score"][died]).all()
+    assert np.isfinite(crash["cv_results"]["mean_test_score"][~died]).all()  # in flight when it died
     assert "the worker running this task died each of the 3 times" in done.stderr
 
 
@@ -856,3 +857,17 @@ def test_a_probability_scorer_with_a_class_rarer_than_the_folds_is_warned_of(tmp
                       tmp_path)
     assert "class 'maybe' of target 'label' has fewer rows than --cv 3" in done.stderr
     assert "Every candidate has a failed fold, so none has a mean score" in done.stderr
+
+
+def test_the_fork_server_never_imports_from_the_working_directory(tmp_path):
+    """The console script's runner has no working directory on sys.path; its fork server must not either."""
+    marker = tmp_path / "imported"
+    (tmp_path / "cloudpickle.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError\n")
+    entry = tmp_path / "bin" / "search"  # what pip writes for the console script
+    entry.parent.mkdir()
+    entry.write_text("from search import main\nif __name__ == '__main__':\n    main()\n")
+    env = dict(os.environ, PYTHONPATH=str(Path(search.__file__).parent))
+    done = subprocess.run([sys.executable, str(entry), "-q", "run", "--grids", QUICK, "--families", "nb",
+                           "--state", "s.pkl"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert not marker.exists()

@@ -1,5 +1,9 @@
-"""A family whose fits with ``exit=True`` kill their worker process (as a crash in native code would)."""
+"""A family whose fits with ``exit=True`` kill their worker process (as a crash in native code would).
+
+The others take a while, so that they are in flight, on the other worker, when it happens.
+"""
 import os
+import time
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -14,7 +18,9 @@ class Crash(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         if self.exit:
+            time.sleep(0.2)
             os._exit(7)
+        time.sleep(1.0)
         self.classes_ = np.unique(y)
         self.majority_ = np.bincount(y).argmax() + self.k - 1
         return self
@@ -28,6 +34,6 @@ def load_data():
 
 
 FAMILIES = {
-    "crash": (Crash(), [{"exit": [False], "k": [1, 2]}, {"exit": [True]}]),
+    "crash": (Crash(), [{"exit": [False], "k": [1]}, {"exit": [True]}]),
     "knn": (KNeighborsClassifier(), {"n_neighbors": [3, 5]}),
 }
