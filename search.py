@@ -1126,8 +1126,10 @@ def start_fork_server():
     # every worker in place of the real one. Safe path: the directory is left out (3.11 and later).
     os.environ["PYTHONSAFEPATH"] = "1"
     try:
-        # The resource tracker's start unblocks SIGINT and SIGTERM whatever the mask was: it goes first.
-        resource_tracker.ensure_running()
+        # The resource tracker's start unblocks SIGINT and SIGTERM whatever the mask was: it goes first,
+        # in a block of its own, and the fork server then starts with them blocked still.
+        with _interrupts_kept_from_children():
+            resource_tracker.ensure_running()
         with _interrupts_kept_from_children():
             forkserver.ensure_running()
     finally:
