@@ -1739,14 +1739,36 @@ def parse_duration(text: str) -> float:
 # ------------------------------------------------------------------------- runner
 
 
+class _Stopped(BaseException):
+    """A stop signal while the run loads (see :meth:`_Stop.raising`); not an error of the user's code."""
+
+
 class _Stop:
     """Why the run must stop (a signal's name or "max-time"), set from signal handlers."""
 
     def __init__(self):
         self.reason: str | None = None
+        self._raise = False
 
     def __bool__(self) -> bool:
         return self.reason is not None
+
+    @contextlib.contextmanager
+    def raising(self):
+        """While the block runs, a stop signal raises :class:`_Stopped` where the code is.
+
+        For the loading at the start of a run, which writes nothing: imports
+        that stall on a slow shared filesystem, or a ``load_data()`` reading a
+        big table, would otherwise hold a stop for as long as they take, past
+        a scheduler's grace time.
+        """
+        if self:
+            raise _Stopped
+        self._raise = True
+        try:
+            yield
+        finally:
+            self._raise = False
 
     @contextlib.contextmanager
     def on_signals(self, then=None):
@@ -1764,6 +1786,9 @@ class _Stop:
             if self.reason is None:
                 logger.warning("%s received: stopping, saving what finished", name)
             self.reason = name
+            if self._raise:
+                self._raise = False  # once
+                raise _Stopped
 
         previous = {s: signal.signal(getattr(signal, s), stop) for s in STOP_SIGNALS}
         try:
@@ -1815,6 +1840,16 @@ def run(config: RunConfig) -> RunReport:
 
 
 def _run(config: RunConfig, stop: _Stop) -> RunReport:
+    try:
+        with stop.raising():  # nothing is written before the pool starts: a stop can cut anything short
+            runner = _prepare(config, stop)
+    except _Stopped:
+        return RunReport(config.state_path, list(config.families or ()), stopped=stop.reason)
+    return runner.run()
+
+
+def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
+    """Load and check the grids, the data and the state: the runner, ready to start its pool."""
     unknown = _unknown_scoring(config.scoring)
     if unknown:
         raise SearchError(f"--scoring {unknown}")
@@ -1848,7 +1883,7 @@ def _run(config: RunConfig, stop: _Stop) -> RunReport:
         selected = [f for f in grids.families if f in config.families]
     if config.scoring is None:
         _warn_unlike_scores({name: grids.families[name][0] for name in selected})
-    return _Runner(config, grids, dataset, task, selected, stop).run()
+    return _Runner(config, grids, dataset, task, selected, stop)
 
 
 def _warn_unlike_scores(estimators: dict) -> None:
@@ -3108,12 +3143,14 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
 
 
 def _report(ctx, report: RunReport, state_path: str, restarted: bool = False) -> None:
-    _print_table(report.status, selected=report.families)
+    if report.status:  # none when stopped before the state was read
+        _print_table(report.status, selected=report.families)
     if report.stopped:
         again = ("run the same command without --restart to resume (with it, the search would start "
                  "over again)" if restarted else "run the same command to resume")
-        click.echo(f"stopped early ({report.stopped}); progress is saved in {state_path}; {again}",
-                   err=True)
+        where = (f"progress is saved in {state_path}" if report.status else
+                 f"stopped while loading, before any work: {state_path} is as it was")
+        click.echo(f"stopped early ({report.stopped}); {where}; {again}", err=True)
         ctx.exit(3)
     if report.failed:
         for error in report.failed.values():

@@ -252,7 +252,7 @@ def _read_until(proc, text: str, timeout: float = 120.0) -> None:
 @pytest.mark.parametrize("how", ["SIGTERM to the runner", "Ctrl-C to the group"])
 def test_a_stop_signal_before_the_first_fit_is_a_graceful_stop(tmp_path, how):
     """While the runner and its fork server import scikit-learn, before it has read a file: exit 3,
-    saved, and the fork server, interrupted too, prints nothing."""
+    nothing written (the loading is cut short), and the fork server, interrupted too, prints nothing."""
     path = tmp_path / "s.pkl"
     proc = start(["-v", "run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"], tmp_path)
     _read_until(proc, "fork server started")
@@ -264,7 +264,8 @@ def test_a_stop_signal_before_the_first_fit_is_a_graceful_stop(tmp_path, how):
     assert proc.returncode == 3, err[-2000:]
     assert f"stopped early ({how.split()[0].replace('Ctrl-C', 'SIGINT')})" in err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-    assert state.load(path)["families"]  # saved, to resume from
+    assert "stopped while loading, before any work" in err
+    assert not path.exists()  # nothing to save yet; the same command starts it
 
 
 def test_a_signal_as_the_runner_exits_changes_nothing(tmp_path):
@@ -326,3 +327,24 @@ def test_ctrl_c_while_the_fork_server_imports_is_quiet(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 3, err
     assert "Traceback" not in err, err
+
+
+def test_a_stop_while_the_data_loads_does_not_wait_for_it(tmp_path):
+    """Loading writes nothing: a stop cuts a slow load_data() (or imports stalled on a shared
+    filesystem) short, within a scheduler's grace time, instead of waiting for it to end."""
+    grids = tmp_path / "slow_load.py"
+    grids.write_text((GRIDS / "quick.py").read_text().replace(
+        "def load_data():", "def load_data():\n    import time\n    time.sleep(120)\n", 1))
+    proc = start(["-q", "run", "--grids", str(grids), "--state", str(tmp_path / "s.pkl")], tmp_path)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "s.pkl.lock").exists():
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)
+    time.sleep(3)  # the imports are done by now, or under way: either is cut short
+    sent = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert time.monotonic() - sent < 10
+    assert "Traceback" not in err and "run the same command to resume" in err
+    assert not (tmp_path / "s.pkl").exists()
