@@ -323,10 +323,11 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
     if task == "classification" and inferred and values.dtype.kind not in "biufc":
         numbers = _numbers_in_text(pd.Series(values.ravel()))
         if numbers:
+            distinct = pd.unique(values.ravel())
             raise SearchError(
-                f"{what} holds numbers written as text ({_examples(pd.unique(values.ravel()))}), so it "
-                f"would be read as {len(pd.unique(values.ravel()))} classes; if it is a quantity, "
-                f"{numbers}; if these are labels, add --task classification"
+                f"{what} holds numbers written as text ({_examples(distinct)}), so it would be read as "
+                f"{len(distinct)} classes; if it is a quantity, {numbers}; if these are labels, add "
+                "--task classification"
             )
     if task == "classification":
         try:
@@ -400,11 +401,13 @@ def check_columns(X, source: str, builtin: bool) -> None:
             _infinite(f"X ({source}) holds infinity in {len(rows)} place(s), the first in column {cols[0]} "
                       f"of row {rows[0] + 1}", builtin)
         return
-    n = len(X)
+    n, text = len(X), set(text_columns(X))
     for column in X.columns:
         values = X[column]
         name = f"column {column!r} of {source}"
-        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        if str(column) not in text:
+            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+                continue  # dates, booleans
             infinite = np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
             if infinite.any():
                 _infinite(f"{name} holds infinity in {infinite.sum()} row(s), the first row "
@@ -413,8 +416,6 @@ def check_columns(X, source: str, builtin: bool) -> None:
                 logger.warning("%s looks like a row index saved with the table (pandas' to_csv writes one "
                                "unless index=False): it is used as a feature, and can leak how the rows "
                                "were ordered; remove it from the file", name)
-            continue
-        if str(column) not in text_columns(X[[column]]):
             continue
         distinct = values.nunique()
         numbers = _numbers_in_text(values)
@@ -1827,6 +1828,11 @@ class _Task:
         return [(self.key, self.params), *self.grown]
 
 
+def _suspect_in(inflight: dict) -> bool:
+    """Whether a task that must run alone (see ``_Task.suspect``) is in flight."""
+    return any(t.suspect for t in inflight.values())
+
+
 def run(config: RunConfig) -> RunReport:
     """Search every selected family not yet done, resuming from the state file.
 
@@ -1996,20 +2002,26 @@ class _Runner:
         kept in the state beside the first (``other_test_indices``) and
         numbered after them for the workers.
         """
-        import numpy as np
         from sklearn.base import is_classifier
 
-        classifier = is_classifier(estimator)
-        if classifier == (self.task == "classification"):
+        if is_classifier(estimator) == (self.task == "classification") or self._other_test_indices is None:
             return 0
+        return self.config.cv
+
+    @functools.cached_property
+    def _other_test_indices(self) -> list | None:
+        """The folds of the families split the other way than the run's task, computed once and kept
+        in the state; None when they are the same folds (a target without classes: plain k-fold)."""
+        import numpy as np
+
         cv = self.state["run"]["cv"]
         if "other_test_indices" not in cv:
-            other = self._test_indices(classifier)
+            other = self._test_indices(self.task != "classification")
             if all(np.array_equal(a, b) for a, b in zip(other, cv["test_indices"])):
-                return 0  # a target without classes: both are the same plain folds
+                return None
             cv["other_test_indices"] = other
             self._dirty = True
-        return self.config.cv
+        return cv["other_test_indices"]
 
     def _check_run(self, saved: dict, now: dict) -> None:
         fix = ("to start over and keep the old file as a backup, add --restart; to keep both "
@@ -2135,7 +2147,7 @@ class _Runner:
                     task = queue[0]
                     if deadline is not None and not self._fits(task, fold_times, deadline):
                         break
-                    if any(t.suspect for t in inflight.values()) or (task.suspect and inflight):
+                    if _suspect_in(inflight) or (task.suspect and inflight):
                         break  # a suspect runs alone
                     queue.popleft()
                     fam = fams[task.family]
@@ -2157,8 +2169,7 @@ class _Runner:
                     task.submitted = time.monotonic()
                     self._first_submit = self._first_submit or task.submitted
                     inflight[fut] = task
-                if not queue and not self._stop and len(inflight) < pool.n_workers \
-                        and not any(t.suspect for t in inflight.values()):
+                if not queue and not self._stop and len(inflight) < pool.n_workers and not _suspect_in(inflight):
                     self._start_early_refits(pool, inflight)
                 if self._stop or not inflight:
                     if queue and not self._stop:
