@@ -2253,7 +2253,7 @@ class _Runner:
         except state.StateError as error:
             if failing is None:
                 raise
-            if str(error) != str(failing):  # the same error is reported once, by the caller
+            if not _same_failure(error, failing):  # the same error is reported once, by the caller
                 logger.error("%s", error)
 
     def _make_pool(self):
@@ -2549,6 +2549,16 @@ class FitFailedWarningGroup(UserWarning):
 
 
 _LAST_TRACEBACK = "  Last traceback:"  # in a failure summary, what follows is for `status --json` only
+
+
+def _same_failure(error: BaseException, other: BaseException) -> bool:
+    """Whether two errors say the same: equal texts, or two failed saves with the same cause
+    (their temporary files have different names)."""
+    if str(error) == str(other):
+        return True
+    return (isinstance(error, state.StateIOError) and isinstance(other, state.StateIOError)
+            and getattr(error.__cause__, "errno", None) is not None
+            and getattr(error.__cause__, "errno", None) == getattr(other.__cause__, "errno", None))
 
 
 def _fits_saved(entry: dict, n_splits: int) -> int:

@@ -435,6 +435,8 @@ def _atomic_replace(path: Path, *, mode: int, keep_previous: bool, hasher: Any, 
                 if existed and keep_previous
                 else (f"{path} is unchanged" if existed else f"{path} was not created")
             )
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                outcome += f"; free space on the file system of {os.path.abspath(directory)} and try again"
             raise StateIOError(f"could not {action} {path}: {_describe(exc)} (while {step}); {outcome}") from exc
         raise
     try:

@@ -871,3 +871,24 @@ def test_the_fork_server_never_imports_from_the_working_directory(tmp_path):
                            "--state", "s.pkl"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert not marker.exists()
+
+
+def test_a_save_that_fails_on_a_full_disk_is_reported_once_and_keeps_the_last_save(tmp_path, monkeypatch):
+    path = tmp_path / "s.pkl"
+    real_open_new, opened = state._fileops.open_new, []
+
+    def full_after_the_first_save(target, *args):
+        if os.path.basename(target).startswith(".s.pkl.tmp-"):
+            opened.append(target)
+            if len(opened) > 1:
+                raise OSError(28, os.strerror(28))
+        return real_open_new(target, *args)
+
+    monkeypatch.setattr(state._fileops, "open_new", full_after_the_first_save)
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--n-jobs", "1")
+    monkeypatch.undo()
+    assert result.exit_code == 1, result.output
+    assert result.output.count("No space left on device") == 1, result.output
+    assert f"free space on the file system of {tmp_path} and try again" in result.output
+    assert "Traceback" not in result.output
+    assert set(state.load(path)["families"]) == {"lr", "knn", "nb", "tree"}  # the first save, whole
