@@ -2855,17 +2855,41 @@ def _joblib_bytes(estimator, blob: Pickled) -> bytes:
 def _skops_bytes(estimator, name: str) -> tuple[bytes, list[str]]:
     import skops.io as sio
 
-    try:
-        payload = sio.dumps(estimator)
-        untrusted = sio.get_untrusted_types(data=payload)
-        sio.loads(payload, trusted=untrusted)  # what cannot come back here cannot anywhere
-    except Exception as exc:
+    # A grids file's code is stored by name, which only a process that ran the grids file (as
+    # this one may have) can import: refuse it here, not when someone loads the file elsewhere.
+    own = _grids_file_objects(estimator)
+    why = f"it uses {', '.join(own)} from the grids file, which skops stores by name only" if own else ""
+    if not own:
+        try:
+            payload = sio.dumps(estimator)
+            untrusted = sio.get_untrusted_types(data=payload)
+            sio.loads(payload, trusted=untrusted)  # what cannot come back here cannot anywhere
+        except Exception as exc:
+            why = f"{type(exc).__name__}: {exc}; it probably uses a custom function"
+    if why:
         raise SearchError(
-            f"the best estimator of family {name!r} cannot be stored as skops "
-            f"({type(exc).__name__}: {exc}); it probably uses a custom function. "
-            "Export it with --format pickle or --format joblib instead"
-        ) from None
+            f"the best estimator of family {name!r} cannot be stored as skops: {why}. "
+            "Export it with --format pickle or --format joblib instead (they carry such code by value)"
+        )
     return payload, untrusted
+
+
+def _grids_file_objects(estimator) -> list[str]:
+    """The names of the functions and classes of a grids file that an estimator holds."""
+    from grids import is_grids_file_module
+
+    found, stack = {}, [estimator]
+    while stack:
+        obj = stack.pop()
+        for thing in (obj, type(obj)):  # a function or class, or the class of an instance
+            qualname = getattr(thing, "__qualname__", None)
+            if isinstance(qualname, str) and is_grids_file_module(getattr(thing, "__module__", None)):
+                found.setdefault(qualname, None)
+        if hasattr(obj, "get_params") and not isinstance(obj, type):
+            stack.extend(obj.get_params(deep=False).values())
+        elif isinstance(obj, (list, tuple)):
+            stack.extend(obj)
+    return sorted(found)
 
 
 def text_columns(X) -> list[str]:

@@ -27,7 +27,7 @@ from sklearn.model_selection import ParameterGrid
 from grids._builtin import BUILTIN, builtin_families
 from state import SearchError
 
-__all__ = ["GridsError", "Grids", "is_user_module", "load_grids", "validate_families"]
+__all__ = ["GridsError", "Grids", "is_grids_file_module", "is_user_module", "load_grids", "validate_families"]
 
 _MODULE_PREFIX = "search_user_grids_"
 _EXAMPLE = 'FAMILIES = {"rf": (RandomForestClassifier(), {"n_estimators": [100, 300]})}'
@@ -101,6 +101,11 @@ def _library_paths() -> tuple[str, ...]:
     return tuple(os.path.realpath(p) + os.sep for p in paths)
 
 
+def is_grids_file_module(name: str | None) -> bool:
+    """Whether module ``name`` is a grids file, which no other process can import by that name."""
+    return name == "__main__" or (name or "").startswith(_MODULE_PREFIX)
+
+
 def is_user_module(name: str | None) -> bool:
     """Whether module ``name`` is the user's own code, not an installed library or Python's own.
 
@@ -109,7 +114,7 @@ def is_user_module(name: str | None) -> bool:
     its functions read, so that a resume notices when it changes; libraries are
     fingerprinted by name, their versions being in the state's environment.
     """
-    if name == "__main__" or (name or "").startswith(_MODULE_PREFIX):
+    if is_grids_file_module(name):
         return True
     module = sys.modules.get(name or "")
     file = getattr(module, "__file__", None)

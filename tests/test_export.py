@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -81,12 +82,18 @@ def test_custom_functions_load_and_predict_elsewhere(custom_state, tmp_path):
     assert fresh_python(code, empty).split() == ["200", "200"]
 
 
-def test_skops_refuses_custom_code_and_points_to_pickle(custom_state, tmp_path):
+@pytest.mark.parametrize("family, culprit", [("squared", "<lambda>"), ("logged", "signed_log")])
+def test_skops_refuses_custom_code_names_it_and_points_to_pickle(custom_state, tmp_path, family, culprit):
+    """In a new process, as from the command line: this one still has the grids file imported."""
     out = tmp_path / "m.skops"
-    result = invoke("export", "--state", str(custom_state), "--family", "squared", "-o", str(out))
-    assert result.exit_code == 1
-    assert "cannot be stored as skops" in result.output
-    assert "Export it with --format pickle or --format joblib instead" in result.output
+    result = run_search(["export", "--state", str(custom_state), "--family", family, "-o", str(out)], tmp_path)
+    assert result.returncode == 1
+    assert f"cannot be stored as skops: it uses {culprit} from the grids file" in result.stderr
+    assert "Export it with --format pickle or --format joblib instead" in result.stderr
+    assert "search_user_grids" not in result.stderr  # the grids file's internal module name
+    assert "Traceback" not in result.stderr and not out.exists()
+    with pytest.raises(search.SearchError, match=f"it uses {re.escape(culprit)} from the grids file"):
+        search.export_best(str(custom_state), str(out), family=family)  # this process ran the grids file
     assert not out.exists()
 
 
