@@ -119,6 +119,7 @@ class Dataset:
     y: object
     source: str
     target: str | None = None
+    decimals_target: object = None  # y as read before its whole numbers were made integers again
 
 
 def load_dataset(data: str | None, target: str | None, load_data=None, task=None) -> Dataset:
@@ -228,7 +229,22 @@ def _read_csv(path: str, target: str | None) -> Dataset:
     if len(frame) == 0:
         raise SearchError(f"--data {path} has no rows with a value in {target!r}")
     y = frame.pop(target)
-    return Dataset(frame, y, str(path), target)
+    whole = _whole_numbers(y) if missing.any() else y
+    return Dataset(frame, whole, str(path), target, decimals_target=None if whole is y else y)
+
+
+def _whole_numbers(y):
+    """``y`` as integers when pandas read it as decimals only for its (dropped) missing cells.
+
+    A column of ``1`` and ``0`` with an empty cell is read as ``1.0`` and ``0.0``: without the cast,
+    the classes, the predictions and their ``proba_`` columns would be ``1.0``, not ``1``.
+    """
+    import numpy as np
+
+    values = y.to_numpy()
+    if values.dtype.kind != "f" or not np.all(np.abs(values) < 2 ** 53) or np.any(values != np.round(values)):
+        return y
+    return y.astype(np.int64)
 
 
 def infer_task(y) -> str:
@@ -1936,6 +1952,8 @@ class _Runner:
             data = None if self._restart_pending else _checked(state.load(path, lazy=True), path)
         except FileNotFoundError:
             data = None
+        if data is not None and self.dataset.decimals_target is not None:
+            self._keep_decimals_target(data["run"]["data"]["fingerprint"])
         run_info = self._run_info(grids, data)
         if data is None:
             return {
@@ -1953,6 +1971,17 @@ class _Runner:
             f for f in data["run"]["family_order"] if f not in run_info["family_order"]
         ]
         return data
+
+    def _keep_decimals_target(self, saved_fingerprint: str) -> None:
+        """A state begun before whole-number targets with missing cells were read as integers goes
+        on with the decimals it was begun with, rather than being refused as other data."""
+        import dataclasses
+
+        import joblib
+
+        older = self.dataset.decimals_target
+        if joblib.hash((self.dataset.X, older)) == saved_fingerprint:
+            self.dataset = dataclasses.replace(self.dataset, y=older, decimals_target=None)
 
     def _run_info(self, grids, previous) -> dict:
         import joblib

@@ -403,3 +403,43 @@ def test_a_model_that_needs_a_missing_module_is_a_clear_error(tmp_path, monkeypa
         assert ("the best estimator of family 'm' cannot be loaded here (ModuleNotFoundError: No module "
                 "named 'vanishing_features'); a module it was written with is missing here") in done.stderr
         assert "Traceback" not in done.stderr
+
+
+def whole_number_labels_with_gaps(where):
+    """A CSV whose target is 0 and 1 with two empty cells, which pandas reads as 0.0 and 1.0."""
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"a": rng.normal(size=120), "b": rng.normal(size=120)})
+    frame["label"] = (frame["a"] > 0).astype(int).astype(object)
+    frame.loc[[3, 17], "label"] = None
+    csv = where / "train.csv"
+    frame.to_csv(csv, index=False)
+    return csv
+
+
+def test_whole_number_classes_with_missing_cells_stay_whole_numbers(tmp_path):
+    csv = whole_number_labels_with_gaps(tmp_path)
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label", "--families", "lr")
+    assert result.exit_code == 0, result.output
+    classes = search.load_best(str(path)).classes_
+    assert classes.dtype.kind == "i" and classes.tolist() == [0, 1]
+    out = tmp_path / "pred.csv"
+    result = invoke("predict", "--state", str(path), "--data", str(csv), "-o", str(out), "--proba")
+    assert result.exit_code == 0, result.output
+    header, first = out.read_text().splitlines()[:2]
+    assert header == "a,b,label,prediction,proba_0,proba_1"
+    assert first.split(",")[3] in ("0", "1")
+
+
+def test_a_state_begun_with_decimal_classes_resumes_with_them(tmp_path, monkeypatch):
+    """States begun before whole-number targets with gaps were read as integers are not refused."""
+    csv = whole_number_labels_with_gaps(tmp_path)
+    path = tmp_path / "s.pkl"
+    with monkeypatch.context() as before:
+        before.setattr(search, "_whole_numbers", lambda y: y)
+        result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label", "--families", "lr")
+    assert result.exit_code == 0, result.output
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label", "--families", "lr,nb")
+    assert result.exit_code == 0, result.output
+    families = state.load(path)["families"]
+    assert [families[f]["best_estimator"].classes_.dtype.kind for f in ("lr", "nb")] == ["f", "f"]
