@@ -2804,6 +2804,8 @@ class Export:
     format: str
     path: str
     untrusted: list[str] = field(default_factory=list)
+    columns: list[str] = field(default_factory=list)  # the table the model takes ([]: an array)
+    text_columns: list[str] = field(default_factory=list)  # those to give as text
 
 
 def export_best(path: str, output: str, family: str | None = None, fmt: str | None = None) -> Export:
@@ -2839,7 +2841,9 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     else:
         with state.atomic_writer(output, mode=_new_file_mode()) as out:
             out.write(payload)
-    return Export(name, fmt, output, untrusted)
+    run_data = data["run"]["data"]
+    return Export(name, fmt, output, untrusted, list(run_data.get("columns", [])),
+                  list(run_data.get("text_columns", [])))
 
 
 def _new_file_mode() -> int:
@@ -3303,6 +3307,11 @@ def export_command(state_path, family, output, fmt):
         click.echo(f"types to trust when loading: {trusted}", err=err)
         click.echo(f"load it with: skops.io.load({'PATH' if err else repr(done.path)}, "
                    f"trusted=[{', '.join(map(repr, done.untrusted))}])", err=err)
+    if done.columns:
+        text = (f"; give {', '.join(done.text_columns)} as text (str), as in training" if done.text_columns
+                else "")
+        click.echo(f"it predicts on a pandas DataFrame with the columns {', '.join(done.columns)}{text}; "
+                   "missing values as NaN (README: Serving an exported model)", err=err)
 
 
 @cli.command("predict")

@@ -8,6 +8,7 @@ import re
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -443,3 +444,40 @@ def test_a_state_begun_with_decimal_classes_resumes_with_them(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     families = state.load(path)["families"]
     assert [families[f]["best_estimator"].classes_.dtype.kind for f in ("lr", "nb")] == ["f", "f"]
+
+
+def readme_serving_code() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### Serving an exported model", 1)[1]
+    return section.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readmes_serving_recipe_predicts_json_rows_as_predict_does(tmp_path):
+    """Rows as a service gets them (a text column of digits sent as numbers, nulls, a row of nulls
+    alone), prepared as the README says, predict as `search predict` does on the same rows."""
+    rng = np.random.default_rng(2)
+    n = 300
+    store = rng.choice(["1", "2", "3", "HQ"], n)
+    frame = pd.DataFrame({"x": rng.normal(size=n), "store": store, "city": rng.choice(["nice", "lyon"], n)})
+    frame["y"] = np.where((np.isin(store, ["1", "2"])) ^ (frame["x"] > 1.2), "yes", "no")
+    frame.loc[::7, "city"] = None
+    frame.to_csv(tmp_path / "train.csv", index=False)
+    path = tmp_path / "s.pkl"
+    assert invoke("run", "--state", str(path), "--data", str(tmp_path / "train.csv"), "--target", "y",
+                  "--families", "lr").exit_code == 0
+    result = invoke("export", "--state", str(path), "-o", str(tmp_path / "model.joblib"))
+    assert result.exit_code == 0, result.output
+    assert "with the columns x, store, city; give store, city as text (str)" in result.output
+    rows = [{"x": 0.1, "store": 1, "city": None}, {"x": None, "store": "HQ", "city": "lyon"},
+            {"x": 2.0, "store": 3, "city": "nice"}]
+    pd.DataFrame(rows).to_csv(tmp_path / "new.csv", index=False)
+    result = invoke("predict", "--state", str(path), "--data", str(tmp_path / "new.csv"),
+                    "-o", str(tmp_path / "pred.csv"))
+    assert result.exit_code == 0, result.output
+    expected = pd.read_csv(tmp_path / "pred.csv")["prediction"].tolist()
+    code = readme_serving_code().replace('TEXT = ["store", "city"]', 'TEXT = ["store", "city"]  # as printed')
+    code += ("import json, sys\n"
+             f"rows = json.loads({json.dumps(json.dumps(rows))})\n"
+             "print(json.dumps([predict(rows), [predict([r])[0] for r in rows]]))\n")
+    batch, alone = json.loads(fresh_python(code, tmp_path))
+    assert batch == alone == expected
