@@ -187,7 +187,10 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
             # A row with more fields than the header is an error, not a first column turned into
             # the index (pandas' default) or silently dropped; a delimiter ending every line is fine.
             warnings.simplefilter("error", pd.errors.ParserWarning)
-            return pd.read_csv(path, index_col=False, **options)
+            frame = pd.read_csv(path, index_col=False, **options)
+            if not as_written:  # read once more as written: done when it was read as such
+                _check_header(path, frame)
+            return frame
     except pd.errors.ParserWarning as exc:
         raise SearchError(
             f"--data {path}: a row has more fields than the header ({exc}); check the file's "
@@ -206,21 +209,47 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
         raise SearchError(f"--data {path} could not be read as CSV: {str(exc).strip()}") from None
 
 
+def _check_header(path: str, frame) -> None:
+    """Refuse a header that names a column twice (pandas would rename the second ``NAME.1``)."""
+    import pandas as pd
+
+    if not any(re.fullmatch(r".+\.\d+", str(c)) for c in frame.columns):
+        return  # no renamed column
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False).iloc[0].tolist()
+    seen: dict[str, int] = {}
+    for number, name in enumerate(header, start=1):
+        if name in seen:
+            raise SearchError(
+                f"--data {path}: the header names column {name!r} twice (columns {seen[name]} and "
+                f"{number}); give each column its own name"
+            )
+        seen[name] = number
+
+
+def _column_hint(wanted: list, columns: list) -> str:
+    """What may be meant when the columns ``wanted`` are not among ``columns``: near names, or a file
+    whose fields are separated by another character than a comma."""
+    import difflib
+
+    columns = list(map(str, columns))
+    near = [f"{close[0]!r}" + (f" for {name!r}" if len(wanted) > 1 else "") for name in map(str, wanted)
+            if (close := difflib.get_close_matches(name, columns, n=1)
+                or [c for c in columns if c.strip().lower() == name.strip().lower()])]
+    hint = f" Did you mean {', '.join(near)}?" if near else ""
+    if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        hint += (" The file seems to separate its fields with another character than a comma; save "
+                 "it as comma-separated values")
+    return hint
+
+
 def _read_csv(path: str, target: str | None) -> Dataset:
     if target is None:
         raise SearchError(f"--data {path} needs --target COLUMN naming the column to predict")
     frame = read_table(path)
     if target not in frame.columns:
-        import difflib
-
-        close = difflib.get_close_matches(target, list(map(str, frame.columns)), n=3)
-        hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-        if len(frame.columns) == 1 and any(sep in str(frame.columns[0]) for sep in ";\t|"):
-            hint += (" The file seems to separate its fields with another character than a comma; save "
-                     "it as comma-separated values")
         raise SearchError(
             f"--target {target!r} is not a column of {path}; its columns are "
-            f"{', '.join(map(str, frame.columns))}.{hint}"
+            f"{', '.join(map(str, frame.columns))}.{_column_hint([target], frame.columns)}"
         )
     missing = frame[target].isna()
     if missing.any():
@@ -2983,7 +3012,7 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
         raise SearchError(
             f"the rows lack feature column{'s' if len(missing) > 1 else ''} "
             f"{', '.join(map(repr, missing))} that family {name!r} was trained with; "
-            f"expected columns: {', '.join(map(str, features))}"
+            f"expected columns: {', '.join(map(str, features))}.{_column_hint(missing, frame.columns)}"
         )
     if len(frame) == 0:
         raise SearchError("the table has no rows to predict for")
@@ -3020,6 +3049,7 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             for label, column in zip(estimator.classes_, np.asarray(estimator.predict_proba(X)).T):
                 added[f"proba_{label}"] = column
     except Exception as exc:  # the model's code, maybe the user's: any error is about these rows
+        _refuse_infinite(frame, features)
         advice = ("check that each column holds the same kind of values as in training"
                   if isinstance(exc, (ValueError, TypeError)) else
                   "the error comes from the model's own code; check the rows against what it expects")
@@ -3027,6 +3057,22 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None
     return added
+
+
+def _refuse_infinite(frame, features) -> None:
+    """Name the first column holding an infinite value (the usual reason a model refuses numbers)."""
+    import numpy as np
+    import pandas as pd
+
+    for column in features:
+        values = frame[column]
+        if pd.api.types.is_float_dtype(values.dtype) and np.isinf(values.to_numpy()).any():
+            rows = np.flatnonzero(np.isinf(values.to_numpy()))
+            raise SearchError(
+                f"column {column!r} holds an infinite value in {len(rows)} row{'s' if len(rows) > 1 else ''} "
+                f"(the first is row {rows[0] + 1} of the data), which the model cannot take; write a "
+                "finite number there, or leave the cell empty for a missing value"
+            )
 
 
 # --------------------------------------------------------------------------- CLI

@@ -481,3 +481,17 @@ def test_the_readmes_serving_recipe_predicts_json_rows_as_predict_does(tmp_path)
              "print(json.dumps([predict(rows), [predict([r])[0] for r in rows]]))\n")
     batch, alone = json.loads(fresh_python(code, tmp_path))
     assert batch == alone == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("size;color\n0.1;red\n", "The file seems to separate its fields with another character than a comma"),
+    (" size,color\n0.1,red\n", "lack feature column 'size' that family"),
+    (" size,color\n0.1,red\n", "Did you mean ' size'?"),
+    ("size,color,size\n0.1,red,0.2\n", "the header names column 'size' twice (columns 1 and 3); give each"),
+    ("size,color\n0.5,red\ninf,blue\n", "column 'size' holds an infinite value in 1 row (the first is row 2 of"),
+])
+def test_predict_says_what_is_wrong_with_the_file(table_state, tmp_path, text, message):
+    path, _ = table_state
+    (tmp_path / "new.csv").write_text(text)
+    result = invoke("predict", "--state", str(path), "--data", str(tmp_path / "new.csv"))
+    assert result.exit_code == 1 and message in result.output, result.output

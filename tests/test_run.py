@@ -166,6 +166,20 @@ def test_missing_target_column_names_the_columns(tmp_path):
     assert "Did you mean 'label'?" in result.output
 
 
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path):
+    """pandas would train on the first and call the second `a.1`."""
+    csv = tmp_path / "t.csv"
+    csv.write_text("a,b,a,label\n" + "".join(f"{i},{i % 3},{-i},{i % 2}\n" for i in range(40)))
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label")
+    assert result.exit_code == 1 and not path.exists()
+    assert f"--data {csv}: the header names column 'a' twice (columns 1 and 3); give each column its own name" \
+        in result.output
+    csv.write_text("a,b,a.1,label\n" + "".join(f"{i},{i % 3},{-i},{i % 2}\n" for i in range(40)))
+    assert invoke("run", "--state", str(path), "--data", str(csv), "--target", "label",
+                  "--families", "nb").exit_code == 0  # a name like a renamed one is a name
+
+
 @pytest.mark.filterwarnings("ignore::search.FitFailedWarningGroup")  # its text: the next test
 def test_failing_candidates_get_nan_and_a_failed_family_exits_1(tmp_path):
     path = tmp_path / "s.pkl"
