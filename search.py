@@ -2705,8 +2705,10 @@ def best_family(data: dict, family: str | None = None) -> str:
                 f"Fix the cause; the next `search run` searches it again{_IF_DATA}"
             )
         if entry["status"] != "done":
+            refit = (" (every fit is done; the refit of its best candidate on all the data is not)"
+                     if entry["status"] == "partial" and len(entry["candidates"]) == entry["n_candidates"] else "")
             raise SearchError(
-                f"family {family!r} is {data['families'][family]['status']}, not done; "
+                f"family {family!r} is {data['families'][family]['status']}, not done{refit}; "
                 "run `search run` to finish it"
             )
         return family
@@ -2717,6 +2719,15 @@ def best_family(data: dict, family: str | None = None) -> str:
                 f"no family is done: {', '.join(map(repr, failed))} failed (`search status` says why); "
                 "fix the cause, and the next `search run` searches "
                 f"{'it' if len(failed) == 1 else 'them'} again{_IF_DATA}"
+            )
+        waiting = [r["family"] for r in status_rows(data)
+                   if r["status"] == "partial" and r["candidates_done"] == r["candidates_total"]]
+        if waiting:
+            raise SearchError(
+                f"no family is done yet: {', '.join(map(repr, waiting))} "
+                f"{'has' if len(waiting) == 1 else 'have'} every fit but not yet the refit of "
+                f"{'its' if len(waiting) == 1 else 'their'} best candidate on all the data; "
+                "run `search run` again to finish"
             )
         raise SearchError("no family is done yet; run `search run` first")
     return max(done, key=lambda r: r["best_score"])["family"]  # max keeps the first of ties

@@ -495,3 +495,23 @@ def test_predict_says_what_is_wrong_with_the_file(table_state, tmp_path, text, m
     (tmp_path / "new.csv").write_text(text)
     result = invoke("predict", "--state", str(path), "--data", str(tmp_path / "new.csv"))
     assert result.exit_code == 1 and message in result.output, result.output
+
+
+def test_best_says_a_family_waits_only_for_its_refit(tmp_path):
+    """A run stopped between a family's last fit and its refit leaves it partial with every fit done."""
+    path = tmp_path / "s.pkl"
+    search.run(search.RunConfig(str(path), grids=str(GRIDS / "quick.py"), families=["nb"], n_jobs=1,
+                                progress=False))
+    data = state.load(path)
+    entry = data["families"]["nb"]
+    entry["status"] = "partial"
+    for key in ("best_estimator", "best_params", "best_score", "best_index", "refit_time"):
+        entry.pop(key, None)
+    state.save(path, data)
+    for args in (["best"], ["export", "--family", "nb", "-o", str(tmp_path / "m.pkl")]):
+        result = invoke(*args, "--state", str(path))
+        assert result.exit_code == 1
+        assert "every fit" in result.output and "the refit of its best candidate on all the data" in result.output
+        assert "run `search run`" in result.output
+    assert invoke("run", "--state", str(path), "--grids", str(GRIDS / "quick.py"), "--families", "nb").exit_code == 0
+    assert invoke("best", "--state", str(path)).output.startswith("nb")
