@@ -24,6 +24,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import contextvars
 import functools
 import gc
 import hashlib
@@ -592,10 +593,38 @@ def _canonical(obj, seen: frozenset = frozenset()):
     return (_qualname(type(obj)), text)
 
 
+# The modules whose code fingerprints describe by what it does, when another process (a dask
+# worker) must describe objects as the runner does, whatever its own installation says.
+_USERS_MODULES: contextvars.ContextVar[frozenset | None] = contextvars.ContextVar("users_modules",
+                                                                                   default=None)
+
+
 def _is_users(obj) -> bool:
+    module = getattr(obj, "__module__", None)
+    given = _USERS_MODULES.get()
+    if given is not None:
+        return module in given
     from grids import is_user_module
 
-    return is_user_module(getattr(obj, "__module__", None))
+    return is_user_module(module)
+
+
+def users_modules() -> frozenset:
+    """The loaded modules that are the user's own code (see :func:`grids.is_user_module`)."""
+    from grids import is_user_module
+
+    return frozenset(name for name in list(sys.modules) if is_user_module(name))
+
+
+def code_fingerprints(blobs: list[bytes], users: frozenset) -> list[str]:
+    """The fingerprints of the pickled estimators ``blobs`` as this process loads them, the
+    modules ``users`` counting as the user's code: another process gets the same ones only
+    when it runs the same code (a dask worker keeps the version of a module it first imported)."""
+    token = _USERS_MODULES.set(users)
+    try:
+        return [fingerprint(_worker_estimator(blob)) for blob in blobs]
+    finally:
+        _USERS_MODULES.reset(token)
 
 
 def _reads(function, code: types.CodeType, seen: frozenset) -> tuple:
@@ -1561,6 +1590,7 @@ class DaskPool:
                 if self._stop:
                     return
         self.data_ref = self._Ref(key)
+        self._check_every_worker()
         probe = self._client.submit(self._Ref.probe, self.data_ref, self._blobs, pure=False)
         deadline = time.monotonic() + self.worker_timeout
         while not probe.done():  # a busy cluster may take long: give up on the check, not the run
@@ -1584,8 +1614,34 @@ class DaskPool:
             logger.warning("the dask workers run scikit-learn %s, this runner %s: results and saved "
                            "estimators follow the workers' version", remote, sklearn.__version__)
 
-    def _missing_module(self, exc: ModuleNotFoundError) -> str:
-        """What to do when the workers cannot import a module the data or the estimators need."""
+    def _check_every_worker(self) -> None:
+        """Every worker loads the estimators, and with the code this runner has: a worker keeps the
+        version of a module it imported first, and would fit with it after the file changed."""
+        users = users_modules()
+        here = code_fingerprints(self._blobs, users)
+        try:
+            answers = self._client.run(code_fingerprints, self._blobs, users, on_error="return")
+        except Exception as exc:  # the check is a courtesy: a worker that left is no reason to fail
+            logger.debug("could not check the workers' code: %s", exc)
+            return
+        lacking = {w: a for w, a in sorted(answers.items()) if isinstance(a, ModuleNotFoundError)}
+        if lacking:
+            some = ", ".join(lacking) if len(lacking) < len(answers) else None
+            raise SearchError(self._missing_module(next(iter(lacking.values())), some))
+        for worker, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                logger.debug("could not check the code of worker %s: %s", worker, answer)
+            elif answer != here:
+                raise SearchError(
+                    f"the dask worker at {worker} would fit with other code than this runner's: a "
+                    "module of yours that the families use changed after the worker imported it, and "
+                    "a worker keeps what it imported. Restart the workers (the `dask worker` "
+                    "processes, or Client.restart()), then run the same command again"
+                )
+
+    def _missing_module(self, exc: ModuleNotFoundError, workers: str | None = None) -> str:
+        """What to do when the workers (or only ``workers``) cannot import a module the data or the
+        estimators need."""
         module = sys.modules.get(exc.name or "")
         where = getattr(module, "__file__", None)
         if where and module.__spec__ and module.__spec__.parent == "":  # a top-level module: its folder
@@ -1594,7 +1650,9 @@ class DaskPool:
                    f"(PYTHONPATH={shlex.quote(str(folder))} dask worker {self.address}), or install it there")
         else:
             fix = "install it where the workers run (the same environment as this runner's)"
-        return (f"the dask workers at {self.address} cannot import {exc.name!r}, which this search's "
+        who = (f"the dask worker{'s' if ', ' in workers else ''} at {workers} (scheduler {self.address})"
+               if workers else f"the dask workers at {self.address}")
+        return (f"{who} cannot import {exc.name!r}, which this search's "
                 f"families or data need ({exc}); {fix}, then run the same command again")
 
     def forget(self, estimator_blob: bytes) -> None:
@@ -3257,6 +3315,10 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
     if n_jobs == 0:
         raise click.BadParameter("0 workers cannot run anything; use -1 for all cores",
                                  param_hint="--n-jobs")
+    if scheduler is not None and not scheduler.strip():  # "$(cat scheduler.txt)" of an empty file
+        raise click.BadParameter("the address is empty (an unset variable, an empty file?); give "
+                                 "tcp://HOST:PORT, a scheduler file or 'local', or leave out --scheduler "
+                                 "to run on this machine", param_hint="--scheduler")
     # A stop signal from here to the exit is a graceful stop (exit 3), or nothing once all is done:
     # ignored from the end of the run, when the exit code is decided, to the exit.
     with _Stop().on_signals(then=signal.SIG_IGN if _WHOLE_PROCESS else None) as stop:

@@ -58,25 +58,27 @@ def free_port() -> int:
 class Cluster:
     """A scheduler and two single-threaded workers, each in its own process group."""
 
-    def __init__(self, logs: Path):
+    def __init__(self, logs: Path, worker_paths=(None, None)):
+        """``worker_paths``: a folder to add to each worker's PYTHONPATH (None: none)."""
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             filter(None, [str(HERE.parent), os.environ.get("PYTHONPATH")])))  # workers import search
         self.address = f"tcp://127.0.0.1:{free_port()}"
         self.processes, self.logs = [], []
 
-        def launch(name, *args):
+        def launch(name, *args, path=None):
             self.logs.append(open(logs / f"{name}.log", "w"))
+            own = dict(env, PYTHONPATH=os.pathsep.join([str(path), env["PYTHONPATH"]])) if path else env
             self.processes.append(subprocess.Popen(
-                [*args], stdout=self.logs[-1], stderr=subprocess.STDOUT, env=env, start_new_session=True))
+                [*args], stdout=self.logs[-1], stderr=subprocess.STDOUT, env=own, start_new_session=True))
 
         port = self.address.rsplit(":", 1)[1]
         self.scheduler_file = logs / "scheduler.json"
         launch("scheduler", *dask_command("scheduler"), "--host", "127.0.0.1", "--port", port,
                "--no-dashboard", "--scheduler-file", str(self.scheduler_file))
-        for i in range(2):
+        for i, path in enumerate(worker_paths):
             launch(f"worker{i}", *dask_command("worker"), self.address, "--nthreads", "1",
                    "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
-                   "--local-directory", str(logs), "--death-timeout", "60")
+                   "--local-directory", str(logs), "--death-timeout", "60", path=path)
         try:
             self.client = distributed.Client(self.address, timeout=60, set_as_default=False)
             self.client.wait_for_workers(2, timeout=60)
@@ -252,6 +254,78 @@ def test_a_module_the_workers_lack_is_named_before_the_search(tmp_path, cluster,
     assert f"PYTHONPATH={helpers} dask worker {cluster.address}" in done.stderr
     assert "Traceback" not in done.stderr
     assert state.load(path)["families"]["lr"]["candidates"] == {}  # no fit was tried
+
+
+HELPED_GRIDS = (
+    "from sklearn.datasets import make_classification\n"
+    "from sklearn.linear_model import LogisticRegression\n"
+    "from sklearn.pipeline import make_pipeline\n"
+    "from sklearn.preprocessing import FunctionTransformer\n"
+    "from {module} import scale\n"
+    "def load_data():\n    return make_classification(n_samples=80, random_state=0)\n"
+    "FAMILIES = {{'lr': (make_pipeline(FunctionTransformer(scale), LogisticRegression()),\n"
+    "                   {{'logisticregression__C': [0.1, 1.0]}})}}\n"
+)
+
+
+def helped_search(tmp_path, module: str, factor: str) -> tuple[Path, Path]:
+    """A grids file whose pipeline uses ``scale`` of the module ``module`` beside it."""
+    helpers = tmp_path / "helpers"
+    helpers.mkdir(exist_ok=True)
+    (helpers / f"{module}.py").write_text(f"def scale(X):\n    return X * {factor}\n")
+    grids = tmp_path / "helped.py"
+    grids.write_text(HELPED_GRIDS.format(module=module))
+    return helpers, grids
+
+
+def test_a_module_one_worker_lacks_is_named_with_that_worker(tmp_path, monkeypatch):
+    """Every worker is checked, not only the one that runs the first task."""
+    helpers, grids = helped_search(tmp_path, "half_helpers", "0.5")
+    cluster = Cluster(tmp_path, worker_paths=(helpers, None))
+    monkeypatch.setenv("PYTHONPATH", str(helpers))  # the runner's, once the workers have theirs
+    try:
+        lacking = next(address for address, info in cluster.client.scheduler_info()["workers"].items()
+                       if info["name"] == "w1")
+        for attempt in range(3):  # whichever worker the first task lands on
+            path = tmp_path / f"s{attempt}.pkl"
+            done = run_search(run_args(path, str(grids), cluster.address), tmp_path)
+            assert done.returncode == 1, done.stderr
+            assert (f"the dask worker at {lacking} (scheduler {cluster.address}) cannot import "
+                    "'half_helpers'") in done.stderr
+            assert "Traceback" not in done.stderr
+            assert state.load(path)["families"]["lr"]["candidates"] == {}  # no fit was tried
+    finally:
+        cluster.close()
+
+
+def test_workers_that_kept_an_old_version_of_a_module_are_refused(tmp_path, monkeypatch):
+    """A worker keeps the module it imported: after the file changes it would fit the old code
+    while the state records the new code's fingerprint."""
+    helpers, grids = helped_search(tmp_path, "stale_helpers", "2")
+    monkeypatch.setenv("PYTHONPATH", str(helpers))
+    cluster = Cluster(tmp_path, worker_paths=(helpers, helpers))
+    try:
+        first = tmp_path / "first.pkl"
+        done = run_search(run_args(first, str(grids), cluster.address), tmp_path)
+        assert done.returncode == 0, done.stderr  # both workers have imported stale_helpers now
+        (helpers / "stale_helpers.py").write_text("def scale(X):\n    return X * 3.0  # changed\n")
+        second = tmp_path / "second.pkl"
+        done = run_search(run_args(second, str(grids), cluster.address), tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert "would fit with other code than this runner's" in done.stderr
+        assert "Restart the workers" in done.stderr and "Traceback" not in done.stderr
+        assert state.load(second)["families"]["lr"]["candidates"] == {}
+        cluster.client.restart()
+        done = run_search(run_args(second, str(grids), cluster.address), tmp_path)
+        assert done.returncode == 0, done.stderr
+        local = tmp_path / "local.pkl"
+        assert run_search(["run", "--grids", str(grids), "--state", str(local)], tmp_path).returncode == 0
+        monkeypatch.syspath_prepend(str(helpers))  # to load the best estimators here
+        on_cluster, here = state.load(second)["families"]["lr"], state.load(local)["families"]["lr"]
+        assert on_cluster["cv_results"]["mean_test_score"].tolist() == \
+            here["cv_results"]["mean_test_score"].tolist()
+    finally:
+        cluster.close()
 
 
 def test_a_stop_while_waiting_for_a_first_worker_is_exit_3(tmp_path):
@@ -432,6 +506,15 @@ def test_unreachable_scheduler_exits_1_at_once_naming_it(tmp_path):
     assert f"--scheduler {address}: cannot reach a dask scheduler there (ConnectionRefusedError" \
         in result.output
     assert "check that `dask scheduler` runs there" in result.output
+
+
+@pytest.mark.parametrize("address", ["", "  "])
+def test_an_empty_scheduler_address_is_bad_usage_not_a_local_run(tmp_path, address):
+    """`--scheduler "$(cat scheduler.txt)"` of an empty file must not run every fit on the login node."""
+    result = invoke(*run_args(tmp_path / "s.pkl", QUICK, address))
+    assert result.exit_code == 2
+    assert "Invalid value for --scheduler: the address is empty" in result.output
+    assert not (tmp_path / "s.pkl").exists()
 
 
 def test_a_port_that_is_no_scheduler_fails_within_the_connect_timeout(tmp_path, monkeypatch):
