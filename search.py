@@ -1397,10 +1397,14 @@ class DaskPool:
         self._cluster = None
         self._data = self._future = self.data_ref = None
         self._blobs: list[bytes] = []
+        self._rescattered = 0
         if address == "local":
             self._cluster = distributed.LocalCluster(
                 n_workers=joblib.effective_n_jobs(n_jobs), threads_per_worker=1, processes=True,
                 dashboard_address="127.0.0.1:0",  # a free port: never "8787 is already in use"
+                # the workers' own log lines ("Compute Failed" for each failed fit) would land in this
+                # terminal: the runner reports failures itself, once; -vv shows them all
+                silence_logs=logging.CRITICAL if _DISTRIBUTED_LEVEL > logging.DEBUG else False,
             )
             self._client = distributed.Client(self._cluster, set_as_default=False)
         else:
@@ -1672,7 +1676,9 @@ class DaskPool:
         if time.monotonic() >= self._next_refresh:
             self._refresh()
             if self._future is not None and self._future.cancelled():  # every worker holding it died
-                logger.warning("the dask cluster lost the data; scattering it again")
+                self._rescattered += 1
+                logger.log(logging.WARNING if self._rescattered == 1 else logging.DEBUG,
+                           "the dask cluster lost the data; scattering it again")
                 self.recover()
         try:
             with self._client.as_current():  # wait() uses the current client; ours is not the default
@@ -2025,6 +2031,7 @@ class _Runner:
         self._early: dict[str, _Task] = {}  # family -> its early refit
         self._warned: set[tuple] = set()  # (category, message) of the workers' warnings reported
         self._first_submit = 0.0  # when the run handed its first task to the pool
+        self._lost_work = 0  # tasks the pool lost and the runner ran again
         self.state = self._open_state(grids)
         self.families = self._prepare_families(grids)
 
@@ -2320,14 +2327,21 @@ class _Runner:
                             if again:
                                 queue.extendleft(self._retry([task], pool))  # dask keeps the others
                         if again:
-                            logger.warning("lost work (%s: %s); running it again", type(exc).__name__,
-                                           str(exc).strip().splitlines()[0])
+                            self._lost_work += 1
+                            logger.log(logging.WARNING if self._lost_work == 1 else logging.DEBUG,
+                                       "lost work (%s: %s); running it again%s", type(exc).__name__,
+                                       str(exc).strip().splitlines()[0],
+                                       " (further losses are counted at the end)" if self._lost_work == 1 else "")
                             continue
                         error = "".join(traceback.format_exception(exc))
-                        if lost:  # the last line is what a failure summary shows
+                        if lost and pool.loses_inflight:  # the last line is what a failure summary shows
                             error += (f"the worker running this task died each of the {_MAX_ATTEMPTS} "
                                       "times it ran alone (a crash in native code, out of memory, or "
                                       f"killed): {str(exc).strip().splitlines()[0]}\n")
+                        elif lost:
+                            error += (f"the cluster lost this task {_MAX_ATTEMPTS} times (its worker, or "
+                                      "the workers holding the data, died: a crash in native code, out of "
+                                      "memory, or killed)\n")
                         failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0, "work": 0.0,
                                   "error": error}
                         result = failed if task.key is None else [failed] * len(task.candidates())
@@ -2650,6 +2664,9 @@ class _Runner:
         self._restart_pending = False
 
     def _finish(self, start: float) -> RunReport:
+        if self._lost_work > 1:
+            logger.warning("work was lost %d times in this run (workers, or the workers holding the "
+                           "data, died) and run again each time", self._lost_work)
         for fam in self.families:
             if fam.entry["status"] == "done":
                 self.report.done.append(fam.name)
@@ -3232,7 +3249,10 @@ def _verbosity(f):
     return click.option("-v", "--verbose", count=True, help="Debug lines of this tool (-vv: of every library too).")(f)
 
 
-_DISTRIBUTED_LEVEL = logging.WARNING  # dask's own log lines: its warnings only, unless -vv
+# dask's own log lines: none unless -vv. A worker that dies (a fit that crashed it) makes the
+# scheduler and the client log errors about lost data and restarts, which the runner handles and
+# reports itself; shown, they read as if the search were damaged.
+_DISTRIBUTED_LEVEL = logging.CRITICAL
 
 
 def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
@@ -3248,7 +3268,7 @@ def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
     for name in ("search", "state", "grids"):
         logging.getLogger(name).setLevel(own)
     global _DISTRIBUTED_LEVEL
-    _DISTRIBUTED_LEVEL = logging.DEBUG if obj["verbose"] > 1 else logging.WARNING
+    _DISTRIBUTED_LEVEL = logging.DEBUG if obj["verbose"] > 1 else logging.CRITICAL
     logging.getLogger("distributed").setLevel(_DISTRIBUTED_LEVEL)
     logging.captureWarnings(True)
     warnings.formatwarning = _format_warning
