@@ -1958,9 +1958,24 @@ def _run(config: RunConfig, stop: _Stop) -> RunReport:
     try:
         with stop.raising():  # nothing is written before the pool starts: a stop can cut anything short
             runner = _prepare(config, stop)
-    except _Stopped:
+    except BaseException as exc:
+        if not (stop and _stopped_in(exc)):
+            raise
         return RunReport(config.state_path, list(config.families or ()), stopped=stop.reason)
     return runner.run()
+
+
+def _stopped_in(exc: BaseException) -> bool:
+    """Whether ``exc`` is a stop, or an error that a stop caused: Python turns an exception raised
+    in a ``__set_name__`` (a class body of scipy's, being imported) into a RuntimeError, and a
+    grids file's or a ``load_data()``'s own handling may wrap it in theirs."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, _Stopped):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _prepare(config: RunConfig, stop: _Stop) -> _Runner:

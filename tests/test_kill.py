@@ -268,6 +268,25 @@ def test_a_stop_signal_before_the_first_fit_is_a_graceful_stop(tmp_path, how):
     assert not path.exists()  # nothing to save yet; the same command starts it
 
 
+def test_a_stop_inside_an_import_that_wraps_errors_is_still_a_graceful_stop(tmp_path, monkeypatch):
+    """A stop raised in a ``__set_name__`` reaches the runner as a RuntimeError (and the grids
+    file's loading wraps that): still exit 3, no traceback, nothing written."""
+    marker = tmp_path / "importing"
+    monkeypatch.setenv("SEARCH_TEST_IMPORTING", str(marker))
+    path = tmp_path / "s.pkl"
+    proc = start(["run", "--grids", str(GRIDS / "slow_set_name.py"), "--state", str(path)], tmp_path)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err[-2000:]
+    assert "Traceback" not in err and "RuntimeError" not in err, err
+    assert "stopped while loading, before any work" in err
+    assert not path.exists()
+
+
 def test_a_signal_as_the_runner_exits_changes_nothing(tmp_path):
     """Between the results on stdout and the process's end, the exit code is decided."""
     path = tmp_path / "s.pkl"
