@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import socket
 import sys
 from collections.abc import Iterator
@@ -128,6 +129,13 @@ def lock(path: StrPath) -> Iterator[None]:
     import filelock
 
     path = Path(path)
+    directory = path.parent
+    if not directory.is_dir():  # filelock would create it: a mistyped path would start a new search
+        raise StateIOError(
+            f"the directory {directory} of the state file {path} does not exist; check the path (to "
+            f"resume, it must be the one the search was started with), or create it: mkdir -p "
+            f"{shlex.quote(str(directory))}"
+        )
     lock_path = _sibling(path, ".lock")
     owner_path = _sibling(path, ".lock.owner")
     file_lock = filelock.FileLock(str(lock_path), timeout=0, mode=0o600)
@@ -142,7 +150,7 @@ def lock(path: StrPath) -> Iterator[None]:
         raise StateIOError(
             f"cannot create the lock file {lock_path} beside the state file: "
             f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}; the state file's "
-            "directory must exist or be creatable, and be writable: choose another --state PATH "
+            "directory must be writable: choose another --state PATH "
             "or fix the directory's permissions"
         ) from exc
     try:

@@ -133,3 +133,13 @@ def test_an_error_inside_releases_the_lock(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["s.pkl.lock"]
     with state.lock(path):
         pass
+
+
+def test_a_state_file_in_a_directory_that_does_not_exist_is_refused_not_created(tmp_path):
+    """A mistyped --state in a job script must not start a new search in a new directory."""
+    path = tmp_path / "typo" / "deeper" / "s.pkl"
+    with pytest.raises(state.StateIOError, match=re.escape(
+            f"the directory {path.parent} of the state file {path} does not exist; check the path")):
+        with state.lock(path):
+            pass
+    assert not (tmp_path / "typo").exists()
