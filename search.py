@@ -2533,11 +2533,13 @@ class _Runner:
         --max-time, refuse a run in which nothing else is left and they cannot finish either."""
         cut = {f.name: f.entry["cut_short"] for f in self.families
                if f.entry.get("cut_short", {}).get("runs", 0) >= 2 and any(t.family == f.name for t in queue)}
+        limit = self.config.max_time
         for name, record in cut.items():
+            if record.get("max_time") and (limit is None or limit > record["max_time"]):
+                continue  # given more time than the last run had: the advice is taken
             logger.warning("%s: the last %d runs stopped before any of its fits finished (one ran %.1f s); "
                            "it needs longer runs (--max-time, the job's time limit) to make progress",
                            name, record["runs"], record["longest"])
-        limit = self.config.max_time
         if limit and cut and all(t.family in cut and cut[t.family]["max_time_runs"] >= 2
                                  and limit <= cut[t.family]["max_time"] for t in queue):
             names = ", ".join(map(repr, cut))

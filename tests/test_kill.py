@@ -331,6 +331,7 @@ def test_fits_longer_than_max_time_end_the_requeue_loop_with_a_message(tmp_path)
     assert "Traceback" not in done.stderr
     longer = run_search([*args[:-1], "3s"], tmp_path)  # following the advice: tried again
     assert longer.returncode == 3, longer.stderr
+    assert "needs longer runs" not in longer.stderr  # the advice was taken: no need to repeat it
 
 
 def test_ctrl_c_while_the_fork_server_imports_is_quiet(tmp_path):
