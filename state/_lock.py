@@ -130,6 +130,9 @@ def lock(path: StrPath) -> Iterator[None]:
 
     path = Path(path)
     directory = path.parent
+    if directory.exists() and not directory.is_dir():
+        raise StateIOError(f"{directory}, where the state file {path} would go, is not a directory; "
+                           "choose another --state PATH")
     if not directory.is_dir():  # filelock would create it: a mistyped path would start a new search
         raise StateIOError(
             f"the directory {directory} of the state file {path} does not exist; check the path (to "

@@ -602,8 +602,14 @@ def test_a_state_location_that_cannot_be_written_is_a_clear_error(tmp_path):
     blocker.write_text("not a directory")
     result = invoke("run", "--state", str(blocker / "s.pkl"), "--grids", QUICK)
     assert result.exit_code == 1
-    assert f"cannot create the lock file {blocker / 's.pkl.lock'} beside the state file" in result.output
+    assert f"{blocker}, where the state file {blocker / 's.pkl'} would go, is not a directory" in result.output
     assert "choose another --state PATH" in result.output
+    blocker.unlink()
+    blocker.mkdir(mode=0o500)  # there, but not writable (root writes anyway)
+    if os.geteuid() != 0:
+        result = invoke("run", "--state", str(blocker / "s.pkl"), "--grids", QUICK)
+        assert result.exit_code == 1
+        assert f"cannot create the lock file {blocker / 's.pkl.lock'} beside the state file" in result.output
 
 
 def test_an_empty_state_path_is_bad_usage(tmp_path):
