@@ -104,7 +104,9 @@ def test_a_failed_save_names_the_error_and_leaves_the_state(saved, monkeypatch, 
     assert len(calls) >= call  # the fault did fire
     message = str(info.value)
     assert message.startswith(f"could not save state file {saved}: [Errno {code}] {os.strerror(code)} (while {step}")
-    assert message.endswith(f"; the previous state in {saved} is intact")
+    intact = f"; the previous state in {saved} is intact"
+    hint = f"; free space on the file system of {saved.parent} and try again" if code == errno.ENOSPC else ""
+    assert message.endswith(intact + hint)
     assert isinstance(info.value.__cause__, OSError) and info.value.__cause__.errno == code
     monkeypatch.undo()
     assert listing(saved.parent) == ["s.pkl", "s.pkl.prev"]  # no temporary file left
