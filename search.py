@@ -1349,7 +1349,19 @@ class LocalPool:
         self.share(self._data)
 
     def close(self, kill: bool = False) -> None:
-        self._executor.shutdown(wait=True, kill_workers=kill)
+        # bounded: a shutdown that hangs (a worker stuck sending a result) must not hold the exit,
+        # and the workers leave by themselves once their runner has gone
+        def shutdown():
+            try:
+                self._executor.shutdown(wait=True, kill_workers=kill)
+            except Exception as exc:  # noqa: BLE001 - the run's result is decided; the pool is going
+                logger.debug("the worker pool's shutdown failed: %s", exc)
+
+        closing = threading.Thread(target=shutdown, daemon=True)
+        closing.start()
+        closing.join(timeout=10)
+        if closing.is_alive():
+            logger.debug("the worker pool did not shut down within 10 s; leaving it to exit with this process")
         shutil.rmtree(self._tmp, ignore_errors=True)
 
 
@@ -2384,11 +2396,13 @@ class _Runner:
         finally:
             gc.unfreeze()
             bar.close()
-            pool.close(kill=True)  # idle workers go at once; on a stop, so do fits in flight
             if self._stop:
                 self._record_cut_short(inflight.values(), progressed)
             self.report.stopped = self._stop.reason
-            self._final_save(failing=sys.exc_info()[1])
+            try:  # saved first: a pool slow to close must not cost the save its grace time
+                self._final_save(failing=sys.exc_info()[1])
+            finally:
+                pool.close(kill=True)  # idle workers go at once; on a stop, so do fits in flight
         return self._finish(start)
 
     def _final_save(self, failing: BaseException | None) -> None:
