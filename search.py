@@ -2174,29 +2174,26 @@ class _Runner:
         return cv["other_test_indices"]
 
     def _check_run(self, saved: dict, now: dict) -> None:
-        fix = ("to start over and keep the old file as a backup, add --restart; to keep both "
-               "searches, use another --state PATH")
+        """Refuse to resume a state made with other data or settings, naming every difference."""
+        differences, resume = [], []
         if saved["data"]["fingerprint"] != now["data"]["fingerprint"]:
-            raise StateMismatch(
-                f"the state file {self.path} was made with other data: "
-                f"{saved['data']['source']} ({saved['data']['n_samples']} rows, fingerprint "
-                f"{saved['data']['fingerprint'][:12]}) and now {now['data']['source']} "
-                f"({now['data']['n_samples']} rows, fingerprint "
-                f"{now['data']['fingerprint'][:12]}); {fix}"
-            )
-        for key, what in (("task", "task"), ("scoring", "scoring")):
+            differences.append(f"other data: {saved['data']['source']} ({_data_summary(saved['data'])}) and "
+                               f"now {now['data']['source']} ({_data_summary(now['data'], saved['data'])})")
+            resume.append("the data it was made with")
+        for key, option in (("task", "--task"), ("scoring", "--scoring")):
             if saved[key] != now[key]:
-                unset = "no --scoring (the estimator's own score)" if key == "scoring" else "default"
-                raise StateMismatch(
-                    f"the state file {self.path} was made with {what} "
-                    f"{repr(saved[key]) if saved[key] else unset}, now "
-                    f"{repr(now[key]) if now[key] else unset}; {fix}"
-                )
+                unset = "no --scoring (the estimator's own score)" if key == "scoring" else "no --task"
+                then = f"{option} {saved[key]}" if saved[key] else unset
+                differences.append(f"{then}, now {f'{option} {now[key]}' if now[key] else unset}")
+                resume.append(then if saved[key] or key == "task" else "no --scoring")
         if saved["cv"]["n_splits"] != now["cv"]["n_splits"]:
+            differences.append(f"--cv {saved['cv']['n_splits']}, now --cv {now['cv']['n_splits']}")
+            resume.append(f"--cv {saved['cv']['n_splits']}")
+        if differences:
             raise StateMismatch(
-                f"the state file {self.path} was made with --cv {saved['cv']['n_splits']}, "
-                f"now --cv {now['cv']['n_splits']}; rerun with --cv {saved['cv']['n_splits']} "
-                f"to resume, or {fix}"
+                f"the state file {self.path} was made with {'; with '.join(differences)}. To resume it, "
+                f"rerun with {' and '.join(resume)}; to start over and keep the old file as a backup, "
+                "add --restart; to keep both searches, use another --state PATH"
             )
 
     def _prepare_families(self, grids) -> list[_Family]:
@@ -2228,15 +2225,18 @@ class _Runner:
                                "still apply)", name, len(kept))
                 entry = None
             if entry is None:
+                kept_time = sum(sum(c["fit_times"]) + sum(c["score_times"]) for c in (kept or {}).values()) + \
+                    sum(f["fit_time"] + f["score_time"] for folds in (kept_folds or {}).values()
+                        for f in folds.values())
                 entry = self.state["families"][name] = {
-                    "status": "pending",
+                    "status": "partial" if kept or kept_folds else "pending",
                     "estimator": _stable_repr(estimator),
                     "estimator_fingerprint": estimator_fp,
                     "grid_fingerprint": grid_fp,
                     "n_candidates": len(candidates),
                     "candidates": kept or {},
                     "folds": kept_folds or {},
-                    "time_spent": 0.0,
+                    "time_spent": kept_time,  # the kept candidates' fits and scores, as saved
                 }
                 self._dirty = True
             entry.setdefault("folds", {})  # files of version 1 before fold-level progress
@@ -2680,7 +2680,12 @@ class _Runner:
         self._next_save = time.monotonic() + max(_MIN_SAVE_INTERVAL, spent / _SAVE_SHARE)
 
     def _move_previous(self) -> None:
-        backup = f"{self.path}.{datetime.now().strftime('%Y%m%d-%H%M%S')}.bak"
+        backup = stamp = f"{self.path}.{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+        number = 1
+        while os.path.lexists(f"{backup}.bak"):  # two restarts in one second: keep both backups
+            number += 1
+            backup = f"{stamp}-{number}"
+        backup += ".bak"
         try:
             os.replace(self.path, backup)
         except FileNotFoundError:
@@ -2713,6 +2718,24 @@ class FitFailedWarningGroup(UserWarning):
 
 
 _LAST_TRACEBACK = "  Last traceback:"  # in a failure summary, what follows is for `status --json` only
+
+
+def _data_summary(data: dict, before: dict | None = None) -> str:
+    """A dataset's size and fingerprint, and against ``before`` what differs that can be named."""
+    text = f"{data['n_samples']} rows, fingerprint {data['fingerprint'][:12]}"
+    if before is None:
+        return text
+    then, now = before.get("columns") or [], data.get("columns") or []
+    gone, new = [c for c in then if c not in now], [c for c in now if c not in then]
+    if gone or new:
+        text += "; " + "; ".join(part for part in (
+            f"column{'s' if len(gone) > 1 else ''} {', '.join(gone)} gone" if gone else "",
+            f"new column{'s' if len(new) > 1 else ''} {', '.join(new)}" if new else "") if part)
+    elif then and then != now:
+        text += "; the same columns in another order"
+    elif data["n_samples"] == before["n_samples"]:
+        text += "; the same columns and number of rows: other values, or the rows in another order"
+    return text
 
 
 def _same_failure(error: BaseException, other: BaseException) -> bool:
@@ -3396,6 +3419,8 @@ def _report(ctx, report: RunReport, state_path: str, restarted: bool = False) ->
     if report.stopped:
         again = ("run the same command without --restart to resume (with it, the search would start "
                  "over again)" if restarted else "run the same command to resume")
+        if restarted and not report.status:
+            again = "nothing was moved, so --restart has not happened yet: run the same command again"
         where = (f"progress is saved in {state_path}" if report.status else
                  f"stopped while loading, before any work: {state_path} is as it was")
         click.echo(f"stopped early ({report.stopped}); {where}; {again}", err=True)

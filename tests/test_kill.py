@@ -288,6 +288,27 @@ def test_a_stop_inside_an_import_that_wraps_errors_is_still_a_graceful_stop(tmp_
     assert not path.exists()
 
 
+def test_a_restart_stopped_while_loading_says_it_has_not_happened(tmp_path, monkeypatch):
+    """"Run without --restart to resume" would send a user round in circles: nothing was moved."""
+    path = tmp_path / "s.pkl"
+    assert run_search(["-q", "run", "--grids", str(GRIDS / "quick.py"), "--families", "nb", "--state", str(path)],
+                      tmp_path).returncode == 0
+    before = path.read_bytes()
+    marker = tmp_path / "importing"
+    monkeypatch.setenv("SEARCH_TEST_IMPORTING", str(marker))
+    proc = start(["run", "--grids", str(GRIDS / "slow_set_name.py"), "--state", str(path), "--restart"], tmp_path)
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err[-2000:]
+    assert "nothing was moved, so --restart has not happened yet: run the same command again" in err
+    assert "without --restart" not in err
+    assert path.read_bytes() == before and not list(tmp_path.glob("s.pkl.*.bak"))
+
+
 def test_a_signal_as_the_runner_exits_changes_nothing(tmp_path):
     """Between the results on stdout and the process's end, the exit code is decided."""
     path = tmp_path / "s.pkl"

@@ -261,7 +261,27 @@ def test_other_cv_is_refused(tmp_path):
     invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb")
     result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb", "--cv", "3")
     assert result.exit_code == 1
-    assert "was made with --cv 5, now --cv 3; rerun with --cv 5 to resume" in result.output
+    assert "was made with --cv 5, now --cv 3. To resume it, rerun with --cv 5;" in result.output
+
+
+def test_every_difference_of_settings_is_named_at_once(tmp_path):
+    """Not one per attempt: other data (and what differs in it), scoring and cv in one message."""
+    csv = tmp_path / "t.csv"
+    frame = pd.DataFrame({"a": np.arange(60) % 7, "b": np.arange(60) % 5, "label": np.arange(60) % 2})
+    frame.to_csv(csv, index=False)
+    path = tmp_path / "s.pkl"
+    assert invoke("run", "--state", str(path), "--data", str(csv), "--target", "label",
+                  "--families", "nb").exit_code == 0
+    before = path.read_bytes()
+    frame.rename(columns={"b": "b2"}).to_csv(csv, index=False)
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label", "--families", "nb",
+                    "--cv", "3", "--scoring", "accuracy")
+    assert result.exit_code == 1
+    assert "column b gone; new column b2" in result.output
+    assert "; with no --scoring (the estimator's own score), now --scoring accuracy; with --cv 5, now --cv 3." \
+        in result.output
+    assert "To resume it, rerun with the data it was made with and no --scoring and --cv 5;" in result.output
+    assert path.read_bytes() == before
 
 
 def test_changed_grid_needs_the_flag_and_keeps_other_families(tmp_path):
@@ -280,6 +300,39 @@ def test_changed_grid_needs_the_flag_and_keeps_other_families(tmp_path):
     data = state.load(path)
     assert data["families"]["lr"]["n_candidates"] == 5
     assert len(data["families"]["lr"]["cv_results"]["params"]) == 5
+
+
+def test_redo_changed_keeps_the_time_and_status_of_what_it_keeps(tmp_path):
+    path = tmp_path / "s.pkl"
+    grids = tmp_path / "g.py"
+    text = (GRIDS / "quick.py").read_text()
+    grids.write_text(text)
+    assert invoke("run", "--state", str(path), "--grids", str(grids), "--families", "lr").exit_code == 0
+    grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 10.0, 100.0]'))
+    result = invoke("run", "--state", str(path), "--grids", str(grids), "--families", "lr", "--redo-changed",
+                    "--max-time", "0s")  # nothing new starts: what is kept is all there is
+    assert result.exit_code == 3, result.output
+    entry = state.load(path)["families"]["lr"]
+    kept = sum(sum(c["fit_times"]) + sum(c["score_times"]) for c in entry["candidates"].values())
+    assert entry["status"] == "partial" and len(entry["candidates"]) == 4
+    assert entry["time_spent"] == pytest.approx(kept) and kept > 0
+
+
+def test_a_restart_never_overwrites_an_earlier_backup(tmp_path):
+    """Backups are named by the second: two restarts within one second keep both."""
+    from datetime import datetime, timedelta
+
+    path = tmp_path / "s.pkl"
+    assert invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb").exit_code == 0
+    previous = path.read_bytes()
+    now = datetime.now()
+    taken = [tmp_path / f"s.pkl.{(now + timedelta(seconds=t)).strftime('%Y%m%d-%H%M%S')}.bak" for t in range(60)]
+    for i, backup in enumerate(taken):
+        backup.write_text(f"an earlier backup {i}")
+    assert invoke("run", "--state", str(path), "--grids", QUICK, "--families", "nb", "--restart").exit_code == 0
+    assert all(b.read_text() == f"an earlier backup {i}" for i, b in enumerate(taken))
+    [new] = [b for b in tmp_path.glob("s.pkl.*-2.bak")]
+    assert new.read_bytes() == previous
 
 
 def test_added_family_is_simply_added(tmp_path):
