@@ -2237,6 +2237,7 @@ class _Runner:
                     "candidates": kept or {},
                     "folds": kept_folds or {},
                     "time_spent": kept_time,  # the kept candidates' fits and scores, as saved
+                    "grids": grids.source,
                 }
                 self._dirty = True
             entry.setdefault("folds", {})  # files of version 1 before fold-level progress
@@ -2250,7 +2251,22 @@ class _Runner:
                 f"to search {'it' if len(changed) == 1 else 'them'} again add --redo-changed "
                 "(candidates whose parameters are unchanged are kept), or use another --state"
             )
+        self._mark_removed(grids)
         return prepared
+
+    def _mark_removed(self, grids) -> None:
+        """Mark the families that were searched from this grids file and are no longer in it: their
+        results stay, and `best` leaves them out (a family dropped on purpose is not the best)."""
+        for name, entry in self.state["families"].items():
+            if name in grids.families:
+                if entry.pop("removed", None) is not None:  # put back in the file
+                    self._dirty = True
+            elif "removed" not in entry and entry.get("grids", self.state["run"]["grids"]) == grids.source:
+                entry["removed"] = _now()
+                self._dirty = True
+                logger.warning("family %r is no longer in %s: its results stay in %s, and `search best`, "
+                               "`export` and `predict` leave it out (--family %s still uses it)",
+                               name, grids.source, self.path, name)
 
     # ---- the loop
 
@@ -2802,6 +2818,7 @@ def status_rows(data: dict) -> list[dict]:
         rows.append({
             "family": name,
             "status": entry["status"],
+            "removed": "removed" in entry,  # from the grids file it was searched from
             "candidates_done": len(entry["candidates"]),
             "candidates_total": entry["n_candidates"],
             "fits_done": _fits_saved(entry, n_splits),
@@ -2819,7 +2836,8 @@ def best_family(data: dict, family: str | None = None) -> str:
 
     Ties go to the family that comes first in the run's family order.
     """
-    done = [r for r in status_rows(data) if r["status"] == "done"]
+    rows = status_rows(data)
+    done = [r for r in rows if r["status"] == "done" and not r["removed"]]
     if family is not None:
         if family not in data["families"]:
             raise SearchError(
@@ -2857,6 +2875,13 @@ def best_family(data: dict, family: str | None = None) -> str:
                 f"{'has' if len(waiting) == 1 else 'have'} every fit but not yet the refit of "
                 f"{'its' if len(waiting) == 1 else 'their'} best candidate on all the data; "
                 "run `search run` again to finish"
+            )
+        removed = [r["family"] for r in rows if r["status"] == "done" and r["removed"]]
+        if removed:
+            raise SearchError(
+                f"no family of the grids file is done; {', '.join(map(repr, removed))}, done, "
+                f"{'was' if len(removed) == 1 else 'were'} removed from it: name one with --family to "
+                "use it anyway, or run `search run` to search the others"
             )
         raise SearchError("no family is done yet; run `search run` first")
     return max(done, key=lambda r: r["best_score"])["family"]  # max keeps the first of ties
@@ -3464,6 +3489,10 @@ def status_command(state_path, family, top, as_json):
     for r in rows:
         if r["status"] == "failed" and r["error"]:
             click.echo(f"{r['family']}: {failure_headline(r['error'])}")
+    removed = [r["family"] for r in rows if r["removed"]]
+    if removed:
+        click.echo(f"no longer in the grids file, so left out of best: {', '.join(removed)} "
+                   "(--family NAME still uses one)")
     if overall:
         click.echo(f"best: {overall}")
 

@@ -515,3 +515,54 @@ def test_best_says_a_family_waits_only_for_its_refit(tmp_path):
         assert "run `search run`" in result.output
     assert invoke("run", "--state", str(path), "--grids", str(GRIDS / "quick.py"), "--families", "nb").exit_code == 0
     assert invoke("best", "--state", str(path)).output.startswith("nb")
+
+
+TWO_FAMILIES = (
+    "from sklearn.datasets import make_classification\n"
+    "from sklearn.linear_model import LogisticRegression\n"
+    "from sklearn.naive_bayes import GaussianNB\n"
+    "def load_data():\n    return make_classification(n_samples=120, n_features=6, random_state=0)\n"
+    "FAMILIES = {\n"
+    "    'lr': (LogisticRegression(), {'C': [0.1, 1.0]}),\n"
+    "    'nb': (GaussianNB(), {'var_smoothing': [1e-9]}),\n"
+    "}\n"
+)
+
+
+def test_a_family_removed_from_the_grids_file_is_left_out_of_best(tmp_path):
+    """Its results stay; best, export and predict leave it out unless named; putting it back undoes it."""
+    grids, path = tmp_path / "g.py", tmp_path / "s.pkl"
+    grids.write_text(TWO_FAMILIES)
+    args = ["run", "--state", str(path), "--grids", str(grids)]
+    assert invoke(*args).exit_code == 0
+    first = invoke("best", "--state", str(path)).output.split()[0]
+    [other] = {"lr", "nb"} - {first}
+    grids.write_text("\n".join(line for line in TWO_FAMILIES.splitlines() if not line.startswith(f"    '{first}'")))
+    result = invoke(*args)
+    assert result.exit_code == 0
+    assert f"family '{first}' is no longer in {grids}: its results stay" in result.output
+    data = state.load(path)
+    assert data["families"][first]["status"] == "done" and "removed" in data["families"][first]
+    assert invoke("best", "--state", str(path)).output.split()[0] == other
+    status = invoke("status", "--state", str(path))
+    assert f"no longer in the grids file, so left out of best: {first}" in status.output
+    rows = json.loads(invoke("status", "--state", str(path), "--json").output)["families"]
+    assert {r["family"]: r["removed"] for r in rows} == {first: True, other: False}
+    assert invoke("export", "--state", str(path), "--family", first, "-o", str(tmp_path / "m.pkl")).exit_code == 0
+    grids.write_text(TWO_FAMILIES)  # back in the file
+    assert invoke(*args).exit_code == 0
+    assert "removed" not in state.load(path)["families"][first]
+    assert invoke("best", "--state", str(path)).output.split()[0] == first
+
+
+def test_families_of_another_grids_file_are_not_removed(tmp_path):
+    """A state that holds two grids files' families: each run leaves the other file's alone."""
+    grids, second, path = tmp_path / "g.py", tmp_path / "g2.py", tmp_path / "s.pkl"
+    grids.write_text(TWO_FAMILIES)
+    second.write_text(TWO_FAMILIES.replace("'lr': (LogisticRegression(), {'C': [0.1, 1.0]})",
+                                           "'lr2': (LogisticRegression(), {'C': [10.0]})"))
+    for file, family in ((grids, "lr"), (second, "lr2"), (grids, "lr")):
+        result = invoke("run", "--state", str(path), "--grids", str(file), "--families", family)
+        assert result.exit_code == 0, result.output
+    families = state.load(path)["families"]
+    assert set(families) == {"lr", "lr2"} and not any("removed" in entry for entry in families.values())
