@@ -3508,10 +3508,16 @@ def best_command(state_path, as_json):
     result = {"family": name, "best_score": entry["best_score"], "best_params": entry["best_params"],
               "scoring": data["run"]["scoring"] or "default (the estimator's score method)",
               "estimator": _stable_repr(entry["estimator"])}
+    rows = [r for r in status_rows(data) if not r["removed"]]
+    unfinished = [r["family"] for r in rows if r["status"] in ("pending", "partial")]
+    result["families_not_done"] = unfinished  # the best so far may change once they are
     if as_json:
         _echo_json(result)
         return
     click.echo(f"{name}\t{entry['best_score']:.6f}\t{entry['best_params']!r}")
+    if unfinished:
+        click.echo(f"best of the families done so far: {len(unfinished)} of {len(rows)} not done yet "
+                   f"({', '.join(unfinished)}); `search run` finishes them", err=True)
 
 
 @cli.command("export")

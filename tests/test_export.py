@@ -566,3 +566,15 @@ def test_families_of_another_grids_file_are_not_removed(tmp_path):
         assert result.exit_code == 0, result.output
     families = state.load(path)["families"]
     assert set(families) == {"lr", "lr2"} and not any("removed" in entry for entry in families.values())
+
+
+def test_best_says_when_families_are_not_done_yet(tmp_path):
+    path = tmp_path / "s.pkl"
+    args = ["run", "--state", str(path), "--grids", str(GRIDS / "quick.py")]
+    assert invoke(*args, "--families", "nb").exit_code == 0
+    assert invoke(*args, "--families", "nb,lr", "--max-time", "0s").exit_code == 3  # lr: pending
+    result = CliRunner().invoke(search.cli, ["best", "--state", str(path)])
+    assert result.stdout.startswith("nb\t")
+    assert "best of the families done so far: 1 of 2 not done yet (lr); `search run` finishes them" \
+        in result.stderr
+    assert json.loads(invoke("best", "--state", str(path), "--json").output)["families_not_done"] == ["lr"]
