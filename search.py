@@ -1829,6 +1829,57 @@ class RunConfig:
     scheduler: str | None = None
     progress: bool = True
 
+    def __post_init__(self):
+        """Check what a library caller gave, field by field (the command line has checked its own)."""
+        def bad(name: str, wants: str):
+            value = getattr(self, name)
+            shown = repr(value) if len(repr(value)) <= 60 else f"a {type(value).__name__}"
+            return SearchError(f"RunConfig.{name} is {shown}; it takes {wants}")
+
+        def path_or_none(name: str, wants: str):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise bad(name, wants)
+            if value is not None:
+                setattr(self, name, os.fspath(value))
+
+        path_or_none("state_path", "the path of the state file")
+        if self.state_path is None:
+            raise bad("state_path", "the path of the state file")
+        path_or_none("data", "the path of a CSV file (to search a table in memory, save it with "
+                             "frame.to_csv('train.csv', index=False), or return it from load_data() "
+                             "in a grids file)")
+        path_or_none("grids", "'classification', 'regression' or the path of a grids file (a .py "
+                              "file with FAMILIES = {name: (estimator, grid)}), where families defined "
+                              "in a session can be imported from __main__")
+        for name in ("target", "scoring", "scheduler"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise bad(name, "a string, or None")
+        if self.task not in (None, "classification", "regression"):
+            raise bad("task", "'classification', 'regression' or None (inferred from the target)")
+        if self.families is not None:
+            if isinstance(self.families, str) or not all(isinstance(f, str) for f in self.families):
+                raise bad("families", "a list of family names, e.g. ['nb', 'lr'], or None for all")
+            if not self.families:
+                raise bad("families", "a list of family names, e.g. ['nb', 'lr'], or None for all "
+                                      "(an empty list would search nothing)")
+            self.families = list(self.families)
+        for name in ("cv", "n_jobs"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), numbers.Integral):
+                raise bad(name, "a whole number" + (" of folds, at least 2" if name == "cv" else
+                                                    " of workers (-1: all cores)"))
+        if isinstance(self.max_time, str):
+            try:
+                self.max_time = parse_duration(self.max_time)
+            except ValueError as exc:
+                raise bad("max_time", f"seconds, or a duration like '30m' ({exc})") from None
+        if self.max_time is not None and (isinstance(self.max_time, bool) or
+                                          not isinstance(self.max_time, numbers.Real) or self.max_time < 0):
+            raise bad("max_time", "seconds (0 or more), a duration like '30m', or None for no limit")
+        for name in ("restart", "redo_changed", "progress"):
+            if not isinstance(getattr(self, name), bool):
+                raise bad(name, "True or False")
+
 
 @dataclass
 class RunReport:
@@ -1961,14 +2012,22 @@ def run(config: RunConfig) -> RunReport:
     subclass) for anything the user must fix, and never leaves the state file
     worse than it found it.
     """
-    # from here on, a stop signal means exit 3, not death; another runner holding the file, exit 4 at once
+    # from here on, a stop signal means a graceful stop, not death; another runner holding the file,
+    # StateLocked at once
     with _Stop().on_signals() as stop, state.lock(config.state_path):
-        return _run(config, stop)
+        # the loading is not cut short here: a stop raised inside an import (numpy's, say) would leave
+        # the caller's session with a half-imported module; the process is the caller's, not ours
+        report = _run(config, stop, cut_loading=False)
+    if report.stopped == "SIGINT":  # Ctrl-C, a notebook's "interrupt kernel": stop the caller too
+        raise KeyboardInterrupt(f"search.run stopped by SIGINT; what finished is saved in "
+                                f"{config.state_path}, and the same call resumes")
+    return report
 
 
-def _run(config: RunConfig, stop: _Stop) -> RunReport:
+def _run(config: RunConfig, stop: _Stop, cut_loading: bool = True) -> RunReport:
     try:
-        with stop.raising():  # nothing is written before the pool starts: a stop can cut anything short
+        # nothing is written before the pool starts: a stop can cut anything short
+        with stop.raising() if cut_loading else contextlib.nullcontext():
             runner = _prepare(config, stop)
     except BaseException as exc:
         if not (stop and _stopped_in(exc)):
@@ -2272,7 +2331,7 @@ class _Runner:
 
     def run(self) -> RunReport:
         import numpy as np
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # text on stderr everywhere: tqdm.auto warns in notebooks without ipywidgets
 
         start = time.monotonic()
         deadline = None if self.config.max_time is None else start + self.config.max_time
@@ -3136,6 +3195,14 @@ def predict_frame(path: str, frame, family: str | None = None, proba: bool = Fal
     A column named like the training target is ignored; missing feature
     columns are an error that names them.
     """
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        raise SearchError(
+            f"predict_frame takes a pandas DataFrame with the training columns, not a "
+            f"{type(frame).__name__}: for a list of dicts use pd.DataFrame(rows), for an array "
+            "pd.DataFrame(array, columns=[...])"
+        )
     data = read_state(path)
     return _with_predictions(frame.copy(), _predictions(data, frame, family, proba))
 
@@ -3207,7 +3274,8 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"({_stable_repr(estimator[-1] if hasattr(estimator, 'steps') else estimator)}); drop --proba "
             "or choose another --family"
         )
-    X = frame[features] if info.get("columns") else frame[features].to_numpy()  # as it was trained
+    X = _numpy_missing(frame[features])
+    X = X if info.get("columns") else X.to_numpy()  # as it was trained
     try:
         added = {"prediction": estimator.predict(X)}
         if proba:
@@ -3222,6 +3290,25 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None
     return added
+
+
+def _numpy_missing(frame):
+    """``frame`` with pandas' nullable columns (``Int64``, ``string``, ... holding ``pd.NA``) as
+    numpy ones holding NaN, the missing value the models were trained with."""
+    import numpy as np
+    import pandas as pd
+
+    nullable = [c for c, dtype in frame.dtypes.items() if getattr(dtype, "na_value", None) is pd.NA]
+    if not nullable:
+        return frame
+    frame = frame.copy()
+    for column in nullable:
+        values = frame[column]
+        if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+            frame[column] = values.astype("float64")
+        else:
+            frame[column] = values.astype(object).where(values.notna(), np.nan)
+    return frame
 
 
 def _refuse_infinite(frame, features) -> None:

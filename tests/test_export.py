@@ -578,3 +578,18 @@ def test_best_says_when_families_are_not_done_yet(tmp_path):
     assert "best of the families done so far: 1 of 2 not done yet (lr); `search run` finishes them" \
         in result.stderr
     assert json.loads(invoke("best", "--state", str(path), "--json").output)["families_not_done"] == ["lr"]
+
+
+def test_predict_frame_takes_pandas_nullable_columns_and_refuses_other_types(table_state):
+    """pd.NA (nullable dtypes, convert_dtypes()) is a missing value like NaN."""
+    path, frame = table_state
+    rows = frame.drop(columns="label").head(6).copy()
+    rows.loc[rows.index[0], "size"] = np.nan
+    rows.loc[rows.index[1], "color"] = np.nan
+    plain = search.predict_frame(str(path), rows)["prediction"].tolist()
+    nullable = rows.convert_dtypes()
+    assert nullable["size"].dtype.na_value is pd.NA and nullable["color"].dtype.na_value is pd.NA
+    assert search.predict_frame(str(path), nullable)["prediction"].tolist() == plain
+    with pytest.raises(search.SearchError, match="predict_frame takes a pandas DataFrame with the training "
+                                                 "columns, not a list: for a list of dicts use pd.DataFrame"):
+        search.predict_frame(str(path), rows.to_dict("records"))

@@ -309,6 +309,56 @@ def test_a_restart_stopped_while_loading_says_it_has_not_happened(tmp_path, monk
     assert path.read_bytes() == before and not list(tmp_path.glob("s.pkl.*.bak"))
 
 
+LIBRARY_CALL = """
+import sys
+import search
+try:
+    search.run(search.RunConfig(sys.argv[1], grids=sys.argv[2], n_jobs=2, progress=False))
+except KeyboardInterrupt as exc:
+    import numpy, sklearn.linear_model  # the session is still whole
+    print("interrupted:", exc, numpy.dtypes.Float64DType.__name__)
+    sys.exit(0)
+print("returned")
+"""
+
+
+def start_library_call(tmp_path, grids) -> subprocess.Popen:
+    script = tmp_path / "calling_search.py"
+    script.write_text(LIBRARY_CALL)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    return subprocess.Popen([sys.executable, str(script), str(tmp_path / "s.pkl"), str(grids)], cwd=tmp_path,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_ctrl_c_in_a_library_call_saves_then_raises_keyboard_interrupt(tmp_path):
+    """As a notebook's "interrupt kernel": what finished is saved, and the caller stops too."""
+    proc = start_library_call(tmp_path, SLOW)
+    wait_for_progress(tmp_path / "s.pkl", proc, candidates=1)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.startswith(f"interrupted: search.run stopped by SIGINT; what finished is saved in {tmp_path / 's.pkl'}")
+    assert sum(len(f["candidates"]) for f in state.load(tmp_path / "s.pkl")["families"].values()) >= 1
+
+
+def test_ctrl_c_while_a_library_call_imports_leaves_the_session_whole(tmp_path, monkeypatch):
+    """The loading is not cut short in the caller's process: an import interrupted half-way would
+    break numpy for the rest of the session."""
+    marker = tmp_path / "importing"
+    monkeypatch.setenv("SEARCH_TEST_IMPORTING", str(marker))
+    monkeypatch.setenv("SEARCH_TEST_IMPORT_SECONDS", "1")
+    proc = start_library_call(tmp_path, GRIDS / "slow_set_name.py")
+    deadline = time.monotonic() + 120
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.startswith("interrupted: search.run stopped by SIGINT") and "Float64DType" in out, out
+    assert "Traceback" not in err, err
+
+
 def test_a_signal_as_the_runner_exits_changes_nothing(tmp_path):
     """Between the results on stdout and the process's end, the exit code is decided."""
     path = tmp_path / "s.pkl"

@@ -964,3 +964,28 @@ def test_a_save_that_fails_on_a_full_disk_is_reported_once_and_keeps_the_last_sa
     assert f"free space on the file system of {tmp_path} and try again" in result.output
     assert "Traceback" not in result.output
     assert set(state.load(path)["families"]) == {"lr", "knn", "nb", "tree"}  # the first save, whole
+
+
+@pytest.mark.parametrize("field, value, wants", [
+    ("grids", {"lr": None}, "'classification', 'regression' or the path of a grids file"),
+    ("data", pd.DataFrame({"a": [1]}), "the path of a CSV file (to search a table in memory, save it"),
+    ("cv", "5", "a whole number of folds, at least 2"),
+    ("n_jobs", 2.0, "a whole number of workers (-1: all cores)"),
+    ("max_time", "soon", "seconds, or a duration like '30m'"),
+    ("max_time", -5, "seconds (0 or more)"),
+    ("families", "nb", "a list of family names, e.g. ['nb', 'lr']"),
+    ("families", [], "(an empty list would search nothing)"),
+    ("task", "classifcation", "'classification', 'regression' or None"),
+    ("restart", "yes", "True or False"),
+])
+def test_a_library_caller_is_told_which_field_is_wrong(tmp_path, field, value, wants):
+    with pytest.raises(search.SearchError, match=re.escape(f"RunConfig.{field} is ")) as info:
+        search.RunConfig(str(tmp_path / "s.pkl"), **{field: value})
+    assert wants in str(info.value)
+    assert not (tmp_path / "s.pkl").exists()
+
+
+def test_a_library_caller_may_give_paths_and_durations(tmp_path):
+    config = search.RunConfig(tmp_path / "s.pkl", grids=Path(QUICK), families=("nb",), max_time="1h30m")
+    assert config.state_path == str(tmp_path / "s.pkl") and config.grids == QUICK
+    assert config.families == ["nb"] and config.max_time == 5400.0
