@@ -269,19 +269,30 @@ def test_a_stop_signal_before_the_first_fit_is_a_graceful_stop(tmp_path, how):
     assert not path.exists()  # nothing to save yet; the same command starts it
 
 
-def test_a_stop_inside_an_import_that_wraps_errors_is_still_a_graceful_stop(tmp_path, monkeypatch):
-    """A stop raised in a ``__set_name__`` reaches the runner as a RuntimeError (and the grids
-    file's loading wraps that): still exit 3, no traceback, nothing written."""
+SLOW_IMPORT = GRIDS / "slow_set_name.py"
+
+
+def stopped_while_importing(monkeypatch, tmp_path, launch, signum=signal.SIGTERM):
+    """Launch a process on the grids file SLOW_IMPORT, signal it while it imports that file, and
+    return its output and the process once it has ended."""
     marker = tmp_path / "importing"
     monkeypatch.setenv("SEARCH_TEST_IMPORTING", str(marker))
-    path = tmp_path / "s.pkl"
-    proc = start(["run", "--grids", str(GRIDS / "slow_set_name.py"), "--state", str(path)], tmp_path)
+    proc = launch()
     deadline = time.monotonic() + 120
     while not marker.exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signum)
     out, err = proc.communicate(timeout=60)
+    return out, err, proc
+
+
+def test_a_stop_inside_an_import_that_wraps_errors_is_still_a_graceful_stop(tmp_path, monkeypatch):
+    """A stop raised in a ``__set_name__`` reaches the runner as a RuntimeError (and the grids
+    file's loading wraps that): still exit 3, no traceback, nothing written."""
+    path = tmp_path / "s.pkl"
+    out, err, proc = stopped_while_importing(
+        monkeypatch, tmp_path, lambda: start(["run", "--grids", str(SLOW_IMPORT), "--state", str(path)], tmp_path))
     assert proc.returncode == 3, err[-2000:]
     assert "Traceback" not in err and "RuntimeError" not in err, err
     assert "stopped while loading, before any work" in err
@@ -294,15 +305,8 @@ def test_a_restart_stopped_while_loading_says_it_has_not_happened(tmp_path, monk
     assert run_search(["-q", "run", "--grids", str(GRIDS / "quick.py"), "--families", "nb", "--state", str(path)],
                       tmp_path).returncode == 0
     before = path.read_bytes()
-    marker = tmp_path / "importing"
-    monkeypatch.setenv("SEARCH_TEST_IMPORTING", str(marker))
-    proc = start(["run", "--grids", str(GRIDS / "slow_set_name.py"), "--state", str(path), "--restart"], tmp_path)
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    out, err, proc = stopped_while_importing(monkeypatch, tmp_path, lambda: start(
+        ["run", "--grids", str(SLOW_IMPORT), "--state", str(path), "--restart"], tmp_path))
     assert proc.returncode == 3, err[-2000:]
     assert "nothing was moved, so --restart has not happened yet: run the same command again" in err
     assert "without --restart" not in err
@@ -344,16 +348,9 @@ def test_ctrl_c_in_a_library_call_saves_then_raises_keyboard_interrupt(tmp_path)
 def test_ctrl_c_while_a_library_call_imports_leaves_the_session_whole(tmp_path, monkeypatch):
     """The loading is not cut short in the caller's process: an import interrupted half-way would
     break numpy for the rest of the session."""
-    marker = tmp_path / "importing"
-    monkeypatch.setenv("SEARCH_TEST_IMPORTING", str(marker))
     monkeypatch.setenv("SEARCH_TEST_IMPORT_SECONDS", "1")
-    proc = start_library_call(tmp_path, GRIDS / "slow_set_name.py")
-    deadline = time.monotonic() + 120
-    while not marker.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err, proc = stopped_while_importing(monkeypatch, tmp_path, lambda: start_library_call(tmp_path, SLOW_IMPORT),
+                                             signal.SIGINT)
     assert proc.returncode == 0, err
     assert out.startswith("interrupted: search.run stopped by SIGINT") and "Float64DType" in out, out
     assert "Traceback" not in err, err
