@@ -3627,7 +3627,10 @@ def export_command(state_path, family, output, fmt):
     if done.columns:
         text = (f"; give {', '.join(done.text_columns)} as text (str), as in training" if done.text_columns
                 else "")
-        click.echo(f"it predicts on a pandas DataFrame with the columns {', '.join(done.columns)}{text}; "
+        columns = (f"the columns {', '.join(done.columns)}" if len(done.columns) <= 8 else
+                   f"its {len(done.columns)} training columns ({', '.join(done.columns[:3])}, ...: "
+                   "model.feature_names_in_)")
+        click.echo(f"it predicts on a pandas DataFrame with {columns}{text}; "
                    "missing values as NaN (README: Serving an exported model)", err=err)
 
 
