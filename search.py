@@ -2132,9 +2132,9 @@ class _Runner:
             data = None if self._restart_pending else _checked(state.load(path, lazy=True), path)
         except FileNotFoundError:
             data = None
-        if data is not None and self.dataset.decimals_target is not None:
-            self._keep_decimals_target(data["run"]["data"]["fingerprint"])
         run_info = self._run_info(grids, data)
+        if data is not None and data["run"]["data"]["fingerprint"] != run_info["data"]["fingerprint"]:
+            self._keep_decimals_target(data["run"]["data"]["fingerprint"], run_info)
         if data is None:
             return {
                 "format_version": FORMAT_VERSION,
@@ -2152,16 +2152,18 @@ class _Runner:
         ]
         return data
 
-    def _keep_decimals_target(self, saved_fingerprint: str) -> None:
+    def _keep_decimals_target(self, saved_fingerprint: str, run_info: dict) -> None:
         """A state begun before whole-number targets with missing cells were read as integers goes
-        on with the decimals it was begun with, rather than being refused as other data."""
+        on with the decimals it was begun with, rather than being refused as other data (the data
+        is hashed again only for such a state)."""
         import dataclasses
 
         import joblib
 
         older = self.dataset.decimals_target
-        if joblib.hash((self.dataset.X, older)) == saved_fingerprint:
+        if older is not None and joblib.hash((self.dataset.X, older)) == saved_fingerprint:
             self.dataset = dataclasses.replace(self.dataset, y=older, decimals_target=None)
+            run_info["data"]["fingerprint"] = saved_fingerprint
 
     def _run_info(self, grids, previous) -> dict:
         import joblib
@@ -2244,7 +2246,7 @@ class _Runner:
                 unset = "no --scoring (the estimator's own score)" if key == "scoring" else "no --task"
                 then = f"{option} {saved[key]}" if saved[key] else unset
                 differences.append(f"{then}, now {f'{option} {now[key]}' if now[key] else unset}")
-                resume.append(then if saved[key] or key == "task" else "no --scoring")
+                resume.append(then if saved[key] else f"no {option}")
         if saved["cv"]["n_splits"] != now["cv"]["n_splits"]:
             differences.append(f"--cv {saved['cv']['n_splits']}, now --cv {now['cv']['n_splits']}")
             resume.append(f"--cv {saved['cv']['n_splits']}")
@@ -2919,14 +2921,14 @@ def best_family(data: dict, family: str | None = None) -> str:
             )
         return family
     if not done:
-        failed = [r["family"] for r in status_rows(data) if r["status"] == "failed"]
+        failed = [r["family"] for r in rows if r["status"] == "failed"]
         if failed:
             raise SearchError(
                 f"no family is done: {', '.join(map(repr, failed))} failed (`search status` says why); "
                 "fix the cause, and the next `search run` searches "
                 f"{'it' if len(failed) == 1 else 'them'} again{_IF_DATA}"
             )
-        waiting = [r["family"] for r in status_rows(data)
+        waiting = [r["family"] for r in rows
                    if r["status"] == "partial" and r["candidates_done"] == r["candidates_total"]]
         if waiting:
             raise SearchError(
@@ -3318,8 +3320,8 @@ def _refuse_infinite(frame, features) -> None:
 
     for column in features:
         values = frame[column]
-        if pd.api.types.is_float_dtype(values.dtype) and np.isinf(values.to_numpy()).any():
-            rows = np.flatnonzero(np.isinf(values.to_numpy()))
+        rows = np.flatnonzero(np.isinf(values.to_numpy())) if pd.api.types.is_float_dtype(values.dtype) else []
+        if len(rows):
             raise SearchError(
                 f"column {column!r} holds an infinite value in {len(rows)} row{'s' if len(rows) > 1 else ''} "
                 f"(the first is row {rows[0] + 1} of the data), which the model cannot take; write a "
