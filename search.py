@@ -2182,6 +2182,7 @@ class _Runner:
                 "target": self.dataset.target,
                 "n_samples": len(y),
                 "columns": columns,
+                "n_features": X.shape[1] if getattr(X, "ndim", 0) == 2 else None,
                 "text_columns": text_columns(X),
                 "fingerprint": joblib.hash((X, y)),
             },
@@ -2892,6 +2893,59 @@ def status_rows(data: dict) -> list[dict]:
     return rows
 
 
+def run_summary(data: dict, path: str | None = None) -> dict:
+    """What a state's search was run on and how it is scored, and who works on it now."""
+    run, info = data["run"], data["run"]["data"]
+    summary = {
+        "task": run.get("task"),
+        "data": info.get("source"),
+        "target": info.get("target"),
+        "rows": info.get("n_samples"),
+        "columns": info.get("n_features", len(info.get("columns") or ()) or None),
+        "cv": run.get("cv", {}).get("n_splits"),
+        "scoring": run.get("scoring"),
+        "grids": run.get("grids"),
+        "running": None,
+    }
+    if path is not None:
+        with contextlib.suppress(OSError, ValueError):
+            summary["running"] = state.holder(path)
+    return summary
+
+
+# The score GridSearchCV uses without a scoring: each estimator's own ``score``.
+_DEFAULT_SCORE = {"classification": "accuracy", "regression": "R²"}
+
+
+def _summary_lines(summary: dict, updated: str | None) -> list[str]:
+    """The run summary of ``search status``, for people: two or three lines."""
+    shape = " × ".join(f"{summary[k]} {k}" for k in ("rows", "columns") if summary[k])
+    target = f"target {summary['target']!r} ({summary['task']})" if summary["target"] else summary["task"]
+    families = (f"the built-in {summary['grids']} families" if summary["grids"] in _DEFAULT_SCORE
+                else f"the families of {summary['grids']}")
+    lines = [f"data: {summary['data']}" + (f", {shape}" if shape else "") + f"; {target}; {families}"]
+    scoring = summary["scoring"]
+    if scoring is None:
+        default = _DEFAULT_SCORE.get(summary["task"])
+        scoring = "each estimator's own score" + (f" ({default} unless it defines another)" if default else "")
+    elif scoring.startswith("neg_"):
+        scoring += " (negated, so that higher is better: -2.5 is an error of 2.5)"
+    lines.append(f"scores: {summary['cv']}-fold cross-validation, {scoring}")
+    running = summary["running"]
+    saved = f"saved {_readable_time(updated)}" if updated else "never saved"
+    if running:
+        lines.append(f"{saved}; a runner is at work on it: pid {running.get('pid')} on host "
+                     f"{running.get('host', '?')} since {_readable_time(running.get('since', '?'))}")
+    else:
+        lines.append(f"{saved}; no runner is at work on it")
+    return lines
+
+
+def _readable_time(stamp: str) -> str:
+    """An ISO time stamp of this module as people write it: ``2026-11-22 17:56:34 UTC``."""
+    return stamp.replace("T", " ").replace("+00:00", " UTC") if isinstance(stamp, str) else str(stamp)
+
+
 def best_family(data: dict, family: str | None = None) -> str:
     """The family with the highest best score among those done.
 
@@ -3572,7 +3626,8 @@ def status_command(state_path, family, top, as_json):
     with contextlib.suppress(SearchError):
         overall = best_family(data)
     if as_json:
-        _echo_json({"state": state_path, "families": rows, "best": overall, "updated": data.get("updated")})
+        _echo_json({"state": state_path, "families": rows, "best": overall, "updated": data.get("updated"),
+                    "run": run_summary(data, state_path)})
         return
     _print_table(rows)
     for r in rows:
@@ -3584,6 +3639,8 @@ def status_command(state_path, family, top, as_json):
                    "(--family NAME still uses one)")
     if overall:
         click.echo(f"best: {overall}")
+    for line in _summary_lines(run_summary(data, state_path), data.get("updated")):
+        click.echo(line)
 
 
 @cli.command("best")

@@ -194,9 +194,12 @@ def test_second_runner_on_the_same_state_exits_4(tmp_path):
         status = run_search(["status", "--state", str(path)], tmp_path, timeout=60)
         assert status.returncode == 0, status.stderr  # readers take no lock
         assert "partial" in status.stdout or "done" in status.stdout
+        assert f"a runner is at work on it: pid {first.pid} on host {os.uname().nodename}" in status.stdout
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()
+    status = run_search(["status", "--state", str(path)], tmp_path, timeout=60)
+    assert "no runner is at work on it" in status.stdout  # the killed one is not taken for one
     again = run_search(args, tmp_path)  # a SIGKILLed holder leaves no stale lock
     assert again.returncode == 0, again.stderr
 

@@ -91,8 +91,25 @@ def test_status_json_during_and_after(tmp_path):
     assert rows["lr"]["fits_done"] == rows["lr"]["fits_total"] == 4 * 5
     assert report["best"] in {"lr", "nb"}
     assert rows[report["best"]]["best_score"] == max(r["best_score"] for r in rows.values())
+    assert report["run"] == {"task": "classification", "data": "load_data() of the grids file", "target": None,
+                             "rows": 300, "columns": 8, "cv": 5, "scoring": None, "grids": QUICK,
+                             "running": None}
     table = invoke("status", "--state", str(path))
     assert "lr" in table.output and "done" in table.output and "best:" in table.output
+    assert "data: load_data() of the grids file, 300 rows × 8 columns; classification; the families of" in table.output
+    assert "scores: 5-fold cross-validation, each estimator's own score (accuracy unless" in table.output
+    assert "no runner is at work on it" in table.output
+
+
+def test_status_explains_a_negated_error_score(tmp_path):
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--task", "regression", "--families", "ridge",
+                    "--scoring", "neg_mean_absolute_error")
+    assert result.exit_code == 0, result.output
+    table = invoke("status", "--state", str(path)).output
+    assert "data: scikit-learn diabetes (built-in), 442 rows × 10 columns; target 'target' (regression); " \
+           "the built-in regression families" in table
+    assert "neg_mean_absolute_error (negated, so that higher is better: -2.5 is an error of 2.5)" in table
 
 
 def test_status_without_state_file_says_so(tmp_path):
