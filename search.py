@@ -2276,7 +2276,7 @@ class _Runner:
             elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
                     != (estimator_fp, grid_fp):
                 if not self.config.redo_changed:
-                    changed.append(name)
+                    changed.append((name, _what_changed(entry, estimator, estimator_fp, grid_fp, candidates)))
                     continue
                 same_estimator = entry["estimator_fingerprint"] == estimator_fp
                 kept = {k: v for k, v in entry["candidates"].items()
@@ -2308,10 +2308,11 @@ class _Runner:
                                     growth_chains(estimator, candidates), self._fold_offset(estimator)))
         if changed:
             raise StateMismatch(
-                f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(map(repr, changed))} "
-                f"changed since searched into {self.path} (estimator or parameter grid differs); "
-                f"to search {'it' if len(changed) == 1 else 'them'} again add --redo-changed "
-                "(candidates whose parameters are unchanged are kept), or use another --state"
+                f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(repr(n) for n, _ in changed)} "
+                f"changed since searched into {self.path}:\n" +
+                "".join(f"  {name!r}: {what}\n" for name, what in changed) +
+                f"To search {'it' if len(changed) == 1 else 'them'} again add --redo-changed; to keep "
+                "the old results as they are, undo the change or use another --state"
             )
         self._mark_removed(grids)
         return prepared
@@ -2814,6 +2815,43 @@ def _data_summary(data: dict, before: dict | None = None) -> str:
     elif data["n_samples"] == before["n_samples"]:
         text += "; the same columns and number of rows: other values, or the rows in another order"
     return text
+
+
+def _what_changed(entry: dict, estimator, estimator_fp: str, grid_fp: str, candidates: list) -> str:
+    """What differs between a family as saved and as defined now, and what --redo-changed keeps."""
+    saved = len(entry["candidates"])
+    if entry["estimator_fingerprint"] != estimator_fp:
+        then, now = entry.get("estimator", ""), _stable_repr(estimator)
+        what = (f"the estimator, {_change(then, now)}" if then != now else
+                "the estimator's code (its class, or a function, constant or module of yours it uses)")
+        also = " (and the parameter grid)" if entry["grid_fingerprint"] != grid_fp else ""
+        return f"{what}{also}; --redo-changed keeps none of its {saved} saved candidates"
+    now = {candidate_key(c): c for c in candidates}
+    new = [params for key, params in now.items() if key not in entry["candidates"]]
+    gone = [c["params"] for key, c in entry["candidates"].items() if key not in now]
+
+    def some(params: list) -> str:
+        return ", ".join(map(repr, params[:2])) + (f" and {len(params) - 2} more" if len(params) > 2 else "")
+
+    return (f"the parameter grid, now {len(now)} candidates, was {entry['n_candidates']}"
+            + (f"; saved, no longer in it: {some(gone)}" if gone else "")
+            + (f"; not searched yet: {some(new)}" if new else "")
+            + f"; --redo-changed keeps the {saved - len(gone)} of its {saved} saved candidates still in it")
+
+
+def _change(then: str, now: str, room: int = 80) -> str:
+    """``then → now`` cut to where two texts differ, from the parameter the difference is in."""
+    start = len(os.path.commonprefix([then, now]))
+    end = len(os.path.commonprefix([then[start:][::-1], now[start:][::-1]]))
+    cut = max(then.rfind(c, 0, start) for c in "(, ") + 1
+    if start - cut > room // 2:
+        cut = start - room // 2
+
+    def part(text: str) -> str:
+        middle = text[cut:len(text) - end]
+        return ("…" if cut else "") + (middle if len(middle) <= room else middle[:room] + "…")
+
+    return f"{part(then)} → {part(now)}"
 
 
 def _same_failure(error: BaseException, other: BaseException) -> bool:

@@ -311,12 +311,41 @@ def test_changed_grid_needs_the_flag_and_keeps_other_families(tmp_path):
     result = invoke("run", "--state", str(path), "--grids", str(grids))
     assert result.exit_code == 1
     assert "family 'lr' changed since searched into" in result.output
+    assert ("'lr': the parameter grid, now 5 candidates, was 4; not searched yet: {'C': 100.0}; "
+            "--redo-changed keeps the 4 of its 4 saved candidates still in it") in result.output
     assert "add --redo-changed" in result.output
     result = invoke("run", "--state", str(path), "--grids", str(grids), "--redo-changed")
     assert result.exit_code == 0, result.output
     data = state.load(path)
     assert data["families"]["lr"]["n_candidates"] == 5
     assert len(data["families"]["lr"]["cv_results"]["params"]) == 5
+
+
+def test_a_changed_family_is_named_with_what_changed_and_what_a_redo_keeps(tmp_path):
+    path = tmp_path / "s.pkl"
+    grids = tmp_path / "g.py"
+    text = (GRIDS / "quick.py").read_text()
+    grids.write_text(text)
+    assert invoke("run", "--state", str(path), "--grids", str(grids)).exit_code == 0
+    before = path.read_bytes()
+    grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 100.0, 1000.0, 1e4]')
+                     .replace("DecisionTreeClassifier(random_state=0)", "DecisionTreeClassifier(random_state=1)")
+                     .replace("LogisticRegression(max_iter=1000)", "LogisticRegression(max_iter=1000, tol=1e-3)")
+                     .replace("1e-9, 1e-7", "1e-9, 1e-8"))
+    result = invoke("run", "--state", str(path), "--grids", str(grids))
+    assert result.exit_code == 1
+    assert "families 'lr', 'nb', 'tree' changed since searched into" in result.output
+    assert ("'lr': the estimator, …max_iter=1000 → …max_iter=1000, tol=0.001 (and the parameter grid); "
+            "--redo-changed keeps none of its 4 saved candidates") in result.output
+    assert ("'nb': the parameter grid, now 2 candidates, was 2; saved, no longer in it: {'var_smoothing': 1e-07}; "
+            "not searched yet: {'var_smoothing': 1e-08}; --redo-changed keeps the 1 of its 2 saved candidates "
+            "still in it") in result.output
+    assert "'tree': the estimator, …random_state=0 → …random_state=1;" in result.output
+    assert path.read_bytes() == before
+    grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 100.0, 1000.0, 1e4]'))
+    result = invoke("run", "--state", str(path), "--grids", str(grids))
+    assert ("not searched yet: {'C': 100.0}, {'C': 1000.0} and 1 more; --redo-changed keeps the 3 of its 4"
+            in result.output)
 
 
 def test_redo_changed_keeps_the_time_and_status_of_what_it_keeps(tmp_path):
