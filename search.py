@@ -390,14 +390,17 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
             labels, counts = np.unique(values, return_counts=True)
             if len(labels) < 2:
                 raise SearchError(
-                    f"{what} has a single class ({_examples(labels)}) in all {n} rows; a "
-                    "classifier needs at least two classes to tell apart"
+                    f"{what} has a single class ({_examples(labels)}) in all {n} rows: there is nothing "
+                    "to predict (a classifier needs at least two classes to tell apart); choose another --target"
                 )
             if counts.max() < cv:
                 largest = labels[counts.argmax()]
                 if inferred and values.dtype.kind in "iuf":
                     hint = (f"; {what} holds numbers, read as classes (at most 20 distinct whole "
                             "numbers): if it is a quantity, add --task regression")
+                elif values.dtype.kind in "iuf" and len(labels) * 2 > n:
+                    hint = (f"; {what} holds {len(labels)} distinct numbers in {n} rows: if it is a quantity "
+                            "(a price, a count), search it with regression families (--grids regression)")
                 elif len(labels) == n:
                     hint = (f"; every row has its own value of {what}, so it looks like an identifier, "
                             "not something to predict: choose another --target")
@@ -408,9 +411,25 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
                     f"--cv {cv}: the folds are stratified by class, and no class of {what} has "
                     f"{cv} rows (the largest, {_examples([largest])}, has {counts.max()}); {fix}{hint}"
                 )
+            rare = int(counts[counts < cv].sum())
+            if rare * 2 > n and why != "--task classification":
+                hint = ("if it is a quantity (a price, a count), search it with regression families "
+                        "(--grids regression)" if values.dtype.kind in "iuf" else
+                        "merge the rare classes, or choose another --target")
+                raise SearchError(
+                    f"{rare} of the {n} rows of {what} are in classes of fewer than {cv} rows "
+                    f"({int((counts < cv).sum())} of its {len(labels)} classes, e.g. "
+                    f"{_examples(labels[counts < cv])}): "
+                    f"too few for {cv}-fold cross-validation to train and test on each; {hint} (to search "
+                    "them as classes all the same, add --task classification)"
+                )
     if n < cv:
         raise SearchError(f"--cv {cv}: the data has only {n} rows, fewer than the folds; use --cv {n} or fewer")
     _check_scorer(scoring, task, values, what, cv)
+
+
+# A currency sign or code, or a percent sign, before or after a number: "$151,000", "12 %", "300 EUR".
+_UNITS = r"^\s*(?:[$€£¥₹]|[A-Z]{3}\s)\s*|\s*(?:[$€£¥₹%]|\s[A-Z]{3})\s*$"
 
 
 def _numbers_in_text(values) -> str | None:
@@ -423,10 +442,14 @@ def _numbers_in_text(values) -> str | None:
     if len(text) == 0:
         return None
     sample = text.sample(n=min(len(text), 10_000), random_state=0)
-    for how, clean in (("", None), (" without thousands separators (151000, not 151,000)",
-                                    lambda t: t.str.replace(r"(?<=\d),(?=\d{3}\b)", "", regex=True)),
+    def plain(t):
+        return t.str.replace(r"(?<=\d),(?=\d{3}\b)", "", regex=True)
+
+    for how, clean in (("", None), (" without thousands separators (151000, not 151,000)", plain),
                        (" with a decimal point (1588.65, not 1588,65)",
-                        lambda t: t.str.replace(",", ".", regex=False))):
+                        lambda t: t.str.replace(",", ".", regex=False)),
+                       (" without currency signs, units or thousands separators (151000, not $151,000)",
+                        lambda t: plain(t.str.replace(_UNITS, "", regex=True)))):
         if pd.to_numeric(clean(sample) if clean else sample, errors="coerce").notna().mean() >= 0.9:
             parsed = pd.to_numeric(clean(text) if clean else text, errors="coerce").notna()
             bad = pd.unique(text[~parsed])
@@ -2077,14 +2100,44 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
     if config.families:
         unknown = [f for f in config.families if f not in grids.families]
         if unknown:
+            other = "regression" if task == "classification" else "classification"
+            hint = ""
+            if config.grids is None and all(f in load_grids(other).families for f in unknown):
+                hint = (f"; {'it is a' if len(unknown) == 1 else 'they are'} built-in {other} "
+                        f"famil{'y' if len(unknown) == 1 else 'ies'}, and the task is {task} from {why}: "
+                        f"add --task {other}")
             raise SearchError(
                 f"--families: {', '.join(map(repr, unknown))} not in {grids.source}; "
-                f"expected one of {', '.join(grids.families)}"
+                f"expected one of {', '.join(grids.families)}{hint}"
             )
         selected = [f for f in grids.families if f in config.families]
+    if config.task:
+        _check_kinds(config.task, {name: grids.families[name][0] for name in selected}, grids.source)
     if config.scoring is None:
         _warn_unlike_scores({name: grids.families[name][0] for name in selected})
     return _Runner(config, grids, dataset, task, selected, stop)
+
+
+def _check_kinds(task: str, estimators: dict, source: str) -> None:
+    """Refuse a --task the families contradict: a classifier searched for a regression treats each
+    value of the target as a class, a regressor searched for a classification scores the classes
+    as numbers, and either is searched with the other task's folds."""
+    from sklearn.base import is_classifier, is_regressor
+
+    other = is_regressor if task == "classification" else is_classifier
+    wrong = [name for name, est in estimators.items() if other(est)]
+    if wrong:
+        kind = _ESTIMATOR_KIND["regression" if task == "classification" else "classification"]
+        raise SearchError(
+            f"--task {task}, but {', '.join(map(repr, wrong))} of {_families_of(source)} "
+            f"{f'is a {kind[:-1]}' if len(wrong) == 1 else f'are {kind}'}, made for the other task; choose "
+            f"families of {_ESTIMATOR_KIND[task]} (--families, or --grids {task}), or drop --task"
+        )
+
+
+def _families_of(source: str) -> str:
+    """Where families came from, for messages: the built-in set of a task, or a grids file."""
+    return f"the built-in {source} families" if source in _ESTIMATOR_KIND else f"the grids file {source}"
 
 
 def _warn_unlike_scores(estimators: dict) -> None:
@@ -2101,6 +2154,9 @@ def _warn_unlike_scores(estimators: dict) -> None:
                        "these measure different things (%s): `search best` would compare unlike numbers; "
                        "give --scoring NAME to score every family alike",
                        "; ".join(f"{', '.join(names)} ({kind})" for kind, names in kinds.items()))
+
+
+_NUMBER = re.compile(r"\d+(?:\.\d*)?(?:[eE][-+]?\d+)?")
 
 
 class _Runner:
@@ -2647,10 +2703,11 @@ class _Runner:
         """Log each warning the workers caught once a run (see :func:`_warnings_caught`)."""
         for r in result if isinstance(result, list) else [result]:
             for category, message, _ in r.pop("warnings", ()):
-                if (category, message) not in self._warned:
-                    self._warned.add((category, message))
-                    logger.warning("%s: %s (family %r; each warning is reported once)",
-                                   category, message, fam.name)
+                key = (category, _NUMBER.sub("#", message))  # a duality gap differs in every fit
+                if key not in self._warned:
+                    self._warned.add(key)
+                    logger.warning("%s: %s (family %r; reported once, as are warnings that differ "
+                                   "from it only in their numbers)", category, message, fam.name)
 
     def _fits(self, task, fold_times, deadline) -> bool:
         seen = fold_times.get(task.family)
@@ -2959,9 +3016,8 @@ def _summary_lines(summary: dict, updated: str | None) -> list[str]:
     """The run summary of ``search status``, for people: two or three lines."""
     shape = " × ".join(f"{summary[k]} {k}" for k in ("rows", "columns") if summary[k])
     target = f"target {summary['target']!r} ({summary['task']})" if summary["target"] else summary["task"]
-    families = (f"the built-in {summary['grids']} families" if summary["grids"] in _DEFAULT_SCORE
-                else f"the families of {summary['grids']}")
-    lines = [f"data: {summary['data']}" + (f", {shape}" if shape else "") + f"; {target}; {families}"]
+    lines = [f"data: {summary['data']}" + (f", {shape}" if shape else "") + f"; {target}; "
+             f"{_families_of(summary['grids'])}"]
     scoring = summary["scoring"]
     if scoring is None:
         default = _DEFAULT_SCORE.get(summary["task"])

@@ -96,7 +96,7 @@ def test_status_json_during_and_after(tmp_path):
                              "running": None}
     table = invoke("status", "--state", str(path))
     assert "lr" in table.output and "done" in table.output and "best:" in table.output
-    assert "data: load_data() of the grids file, 300 rows × 8 columns; classification; the families of" in table.output
+    assert "data: load_data() of the grids file, 300 rows × 8 columns; classification; the grids file" in table.output
     assert "scores: 5-fold cross-validation, each estimator's own score (accuracy unless" in table.output
     assert "no runner is at work on it" in table.output
 
@@ -606,6 +606,28 @@ UNSEARCHABLE = {
                                 ["--target", "amount"],
                                 "so it would be read as 60 classes; if it is a quantity, write them "
                                 "without thousands separators (151000, not 151,000)"),
+    "currency-as-text": (lambda f: f.assign(amount=[f"${v * 1000 + 9000:,.0f}" for v in f["amount"]]),
+                         ["--target", "amount"],
+                         "so it would be read as 60 classes; if it is a quantity, write them without currency "
+                         "signs, units or thousands separators (151000, not $151,000)"),
+    "whole-prices-for-classifiers": (lambda f: f.assign(amount=(f["amount"] * 1000).round() + 9000),
+                                     ["--target", "amount", "--grids", "classification"],
+                                     "target 'amount' holds 60 distinct numbers in 60 rows: if it is a quantity "
+                                     "(a price, a count), search it with regression families (--grids regression)"),
+    "mostly-rare-classes": (lambda f: f.assign(label=[v if i < 25 else f"c{i}" for i, v in enumerate(f["label"])]),
+                            ["--target", "label"],
+                            "35 of the 60 rows of target 'label' are in classes of fewer than 5 rows (35 of its "
+                            "37 classes, e.g. 'c25', 'c26', 'c27', ...): too few for 5-fold cross-validation to "
+                            "train and test on each; merge the rare classes, or choose another --target"),
+    "classifiers-for-regression": (None, ["--target", "amount", "--task", "regression", "--grids", "classification",
+                                          "--families", "lr"],
+                                   "--task regression, but 'lr' of the built-in classification families is a "
+                                   "classifier, made for the other task; choose families of regressors"),
+    "regression-family-on-classes": (lambda f: f.assign(amount=np.arange(60) % 4),
+                                     ["--target", "amount", "--families", "ridge"],
+                                     "--families: 'ridge' not in classification; expected one of lr, knn, rf, nb, "
+                                     "svm, hgb; it is a built-in regression family, and the task is classification "
+                                     "from the target's values: add --task regression"),
     "few-whole-numbers": (lambda f: f.head(15).assign(amount=np.arange(15.0)), ["--target", "amount"],
                           "target 'amount' holds numbers, read as classes (at most 20 distinct whole "
                           "numbers): if it is a quantity, add --task regression"),
@@ -923,6 +945,20 @@ def test_workers_warnings_are_reported_once_and_columns_that_cost_much_are_named
     assert "_base.py" not in done.stderr  # no raw warning with the file and line it came from
     assert "column 'name' of" in done.stderr and "like an identifier" in done.stderr
     assert "column 'Unnamed: 0' of" in done.stderr and "looks like a row index" in done.stderr
+
+
+def test_warnings_that_differ_only_in_their_numbers_are_reported_once(tmp_path):
+    grids = tmp_path / "lasso.py"
+    grids.write_text(
+        "from sklearn.datasets import make_regression\nfrom sklearn.linear_model import Lasso\n"
+        "def load_data():\n    return make_regression(n_samples=200, n_features=30, noise=50, random_state=0)\n"
+        "FAMILIES = {'lasso': (Lasso(max_iter=2, tol=1e-12), {'alpha': [0.001, 0.01, 0.1]})}\n"
+    )
+    done = run_search(["run", "--state", str(tmp_path / "s.pkl"), "--grids", str(grids), "--n-jobs", "2"], tmp_path)
+    assert done.returncode == 0, done.stderr
+    warned = [line for line in done.stderr.splitlines() if "ConvergenceWarning" in line]
+    assert len(warned) == 1, done.stderr
+    assert "Duality gap" in warned[0] and "(family 'lasso'; reported once, as are warnings that differ" in warned[0]
 
 
 def test_predict_reads_columns_as_in_training_and_writes_the_rows_as_they_were(tmp_path):

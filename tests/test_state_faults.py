@@ -343,7 +343,13 @@ def test_random_kills_of_a_saving_process_always_leave_a_whole_generation(saved)
             time.sleep(rng.uniform(0, 0.05))
         finally:
             child.send_signal(signal.SIGKILL)
-            out, _ = child.communicate()
+            # read through the same text wrapper as readline: lines it has buffered already (a busy
+            # machine lets the child print several before this process reads) are not in the pipe
+            # any more, where communicate() would look for them
+            out = child.stdout.read()
+            child.wait()
+            child.stdout.close()
+            child.stderr.close()
         assert child.returncode == -signal.SIGKILL
         completed = int((first + out).split()[-1])
         current = check_generation(state.load(saved))
