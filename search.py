@@ -3018,13 +3018,7 @@ def _summary_lines(summary: dict, updated: str | None) -> list[str]:
     target = f"target {summary['target']!r} ({summary['task']})" if summary["target"] else summary["task"]
     lines = [f"data: {summary['data']}" + (f", {shape}" if shape else "") + f"; {target}; "
              f"{_families_of(summary['grids'])}"]
-    scoring = summary["scoring"]
-    if scoring is None:
-        default = _DEFAULT_SCORE.get(summary["task"])
-        scoring = "each estimator's own score" + (f" ({default} unless it defines another)" if default else "")
-    elif scoring.startswith("neg_"):
-        scoring += " (negated, so that higher is better: -2.5 is an error of 2.5)"
-    lines.append(f"scores: {summary['cv']}-fold cross-validation, {scoring}")
+    lines.append(f"scores: {summary['cv']}-fold cross-validation, {_scoring_text(summary)}")
     running = summary["running"]
     saved = f"saved {_readable_time(updated)}" if updated else "never saved"
     if running:
@@ -3033,6 +3027,17 @@ def _summary_lines(summary: dict, updated: str | None) -> list[str]:
     else:
         lines.append(f"{saved}; no runner is at work on it")
     return lines
+
+
+def _scoring_text(summary: dict) -> str:
+    """The scorer of a run, said so that its numbers can be read."""
+    scoring = summary["scoring"]
+    if scoring is None:
+        default = _DEFAULT_SCORE.get(summary["task"])
+        return "each estimator's own score" + (f" ({default} unless it defines another)" if default else "")
+    if scoring.startswith("neg_"):
+        return scoring + " (negated, so that higher is better: -2.5 is an error of 2.5)"
+    return scoring
 
 
 def _readable_time(stamp: str) -> str:
@@ -3745,8 +3750,9 @@ def best_command(state_path, as_json):
     data = read_state(state_path)
     name = best_family(data)
     entry = data["families"][name]
+    summary = run_summary(data)
     result = {"family": name, "best_score": entry["best_score"], "best_params": entry["best_params"],
-              "scoring": data["run"]["scoring"] or "default (the estimator's score method)",
+              "scoring": data["run"]["scoring"] or f"default: {_scoring_text(summary)}",
               "estimator": _stable_repr(entry["estimator"])}
     rows = [r for r in status_rows(data) if not r["removed"]]
     unfinished = [r["family"] for r in rows if r["status"] in ("pending", "partial")]
@@ -3755,6 +3761,7 @@ def best_command(state_path, as_json):
         _echo_json(result)
         return
     click.echo(f"{name}\t{entry['best_score']:.6f}\t{entry['best_params']!r}")
+    click.echo(f"score: the mean over {summary['cv']} folds of {_scoring_text(summary)}", err=True)
     if unfinished:
         click.echo(f"best of the families done so far: {len(unfinished)} of {len(rows)} not done yet "
                    f"({', '.join(unfinished)}); `search run` finishes them", err=True)
@@ -3841,18 +3848,17 @@ def _jsonable(value):
 
 
 def _print_table(rows: list[dict], selected=None) -> None:
-    header = (f"{'family':<12} {'status':<8} {'done':>9} {'fits':>11} {'best score':>10} {'time s':>8}"
-              "  best params")
-    click.echo(header)
-    for r in rows:
-        if selected is not None and r["family"] not in selected:
-            continue
-        score = "" if r["best_score"] is None else f"{r['best_score']:.4f}"
-        done = f"{r['candidates_done']}/{r['candidates_total']}"
-        fits = f"{r['fits_done']}/{r['fits_total']}"
-        params = "" if r["best_params"] is None else repr(r["best_params"])
-        click.echo(f"{r['family']:<12} {r['status']:<8} {done:>9} {fits:>11} {score:>10} "
-                   f"{r['time_spent']:>8.1f}  {params}")
+    rows = [r for r in rows if selected is None or r["family"] in selected]
+    cells = [(r["family"], r["status"], f"{r['candidates_done']}/{r['candidates_total']}",
+              f"{r['fits_done']}/{r['fits_total']}", "" if r["best_score"] is None else f"{r['best_score']:.4f}",
+              f"{r['time_spent']:.1f}", "" if r["best_params"] is None else repr(r["best_params"])) for r in rows]
+    header = ("family", "status", "done", "fits", "best score", "time s", "best params")
+    # columns as wide as their widest cell (a score of -123377.4479, a family name of 20 letters)
+    widths = [max(len(c) for c in column) for column in zip(header, *cells)]
+    widths = [max(w, least) for w, least in zip(widths, (12, 8, 9, 11, 10, 8, 0))]
+    for line in (header, *cells):
+        click.echo(" ".join([f"{line[0]:<{widths[0]}}", f"{line[1]:<{widths[1]}}",
+                             *(f"{c:>{w}}" for c, w in zip(line[2:6], widths[2:6]))]) + f"  {line[6]}")
 
 
 _WHOLE_PROCESS = False  # the command owns the process (not a CliRunner in someone else's)
@@ -3862,6 +3868,11 @@ def main() -> None:
     """The ``search`` console script: the command line, in a process of its own."""
     global _WHOLE_PROCESS
     _WHOLE_PROCESS = True
+    # The resource tracker (a process of multiprocessing's and loky's that outlives a SIGKILLed
+    # runner and cleans up after it) warns then of "leaked semaphore objects to clean up", which
+    # reads as damage to a user who killed a search on purpose. It inherits this filter.
+    os.environ["PYTHONWARNINGS"] = ",".join(
+        filter(None, (os.environ.get("PYTHONWARNINGS"), "ignore:resource_tracker:UserWarning")))
     cli(prog_name="search")
 
 

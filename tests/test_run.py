@@ -110,6 +110,21 @@ def test_status_explains_a_negated_error_score(tmp_path):
     assert "data: scikit-learn diabetes (built-in), 442 rows × 10 columns; target 'target' (regression); " \
            "the built-in regression families" in table
     assert "neg_mean_absolute_error (negated, so that higher is better: -2.5 is an error of 2.5)" in table
+    best = run_search(["best", "--state", str(path)], tmp_path)
+    assert best.stdout.startswith("ridge\t-") and best.stdout.count("\n") == 1  # stdout stays one line
+    assert "score: the mean over 5 folds of neg_mean_absolute_error (negated, so that higher is better" \
+        in best.stderr
+
+
+def test_the_status_table_keeps_its_columns_for_wide_scores_and_long_names(capsys):
+    row = {"status": "done", "candidates_done": 5, "candidates_total": 5, "fits_done": 25, "fits_total": 25,
+           "time_spent": 1.5, "best_params": {"alpha": 1}}
+    search._print_table([{**row, "family": "ridge", "best_score": -123377.4479},
+                         {**row, "family": "a_rather_long_family_name", "best_score": 0.5}])
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert len({line.index("  {'alpha'") for line in lines} | {header.index("  best params")}) == 1
+    assert {line.index(" 1.5 ") for line in lines} == {header.index(" time s") + 3}
+    assert "-123377.4479" in lines[0] and "a_rather_long_family_name done" in lines[1]
 
 
 def test_status_without_state_file_says_so(tmp_path):
