@@ -699,6 +699,19 @@ def test_a_regression_metric_on_class_labels_is_warned_about(tmp_path):
     assert "WARNING: --scoring r2 is a regression metric: it will score the class labels as numbers" in done.stderr
 
 
+def test_the_builtin_svr_suits_a_target_in_any_units(tmp_path):
+    """A price in dollars: an SVR's C and epsilon in the target's units would predict about the median."""
+    from sklearn.datasets import load_diabetes
+
+    frame = load_diabetes(as_frame=True).frame
+    frame.assign(target=frame["target"] * 1000).to_csv(tmp_path / "t.csv", index=False)
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--data", str(tmp_path / "t.csv"), "--target", "target",
+                    "--families", "svr", "--cv", "3")
+    assert result.exit_code == 0, result.output
+    assert state.load(path)["families"]["svr"]["best_score"] > 0.3  # R²; 0.02 on the raw target
+
+
 def test_families_that_are_all_regressors_make_the_task_regression(tmp_path):
     """As GridSearchCV: folds stratify only for classifiers, even on a few-valued integer target."""
     grids = tmp_path / "counts.py"
