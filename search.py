@@ -103,7 +103,9 @@ __all__ = [
 logger = logging.getLogger("search")
 
 DEFAULT_STATE = "search-state.pkl"
-STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+# SIGHUP: the terminal closed (a dropped ssh session) with the runner in it; nohup, tmux or a batch
+# job keep a search running past a logout.
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP")
 _SAVE_SHARE = 0.02  # at most this share of the wall time goes to checkpoints
 _MIN_SAVE_INTERVAL = 0.5  # seconds; a kill loses at most this much finished work + tasks in flight
 _MAX_ATTEMPTS = 3  # a task whose worker died is retried this many times in all
@@ -1173,10 +1175,10 @@ _fork_context = None  # set while this process's fork server runs
 
 @contextlib.contextmanager
 def _interrupts_kept_from_children():
-    """Processes started in this block never receive SIGINT or SIGUSR1; this one still does.
+    """Processes started in this block never receive SIGINT, SIGUSR1 or SIGHUP; this one still does.
 
-    A Ctrl-C or a scheduler's ``--signal=USR1`` goes to the whole process
-    group. The runner stops its workers itself; a fork server interrupted
+    A Ctrl-C, a scheduler's ``--signal=USR1`` or a closed terminal's hangup
+    goes to the whole process group. The runner stops its workers itself; a fork server interrupted
     while it imports scikit-learn prints a traceback, and a resource tracker
     killed by SIGUSR1 is relaunched with warnings about every semaphore it
     no longer knows. Blocked here, the signals stay blocked in every process
@@ -1186,7 +1188,7 @@ def _interrupts_kept_from_children():
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGUSR1})
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGUSR1, signal.SIGHUP})
     try:
         yield
     finally:
@@ -1968,7 +1970,7 @@ class _Stop:
 
     @contextlib.contextmanager
     def on_signals(self, then=None):
-        """Turn SIGTERM, SIGINT and SIGUSR1 into a graceful stop while the block runs.
+        """Turn SIGTERM, SIGINT, SIGUSR1 and SIGHUP into a graceful stop while the block runs.
 
         Afterwards the signals get their previous handlers back, or ``then``
         (``signal.SIG_IGN``: a process about to exit with its result decided).
@@ -3864,6 +3866,38 @@ def _print_table(rows: list[dict], selected=None) -> None:
 _WHOLE_PROCESS = False  # the command owns the process (not a CliRunner in someone else's)
 
 
+class _Output:
+    """A text stream whose writes never fail: once the reader is gone (``| head`` that has read
+    its lines, a closed terminal, a full disk under a redirection), what is written is dropped.
+
+    A search does not end over a line of progress or a log line it could not show; its results
+    are in the state file. ``status``, ``best`` and ``predict`` read by a ``head`` end as if read
+    to the end (exit 0).
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+        self.lost = False  # set by the first write that failed
+
+    def write(self, text):
+        if not self.lost:
+            try:
+                return self._stream.write(text)
+            except (OSError, ValueError):  # EPIPE, EIO, ENOSPC; ValueError: a closed file
+                self.lost = True
+        return len(text)
+
+    def flush(self):
+        if not self.lost:
+            try:
+                self._stream.flush()
+            except (OSError, ValueError):
+                self.lost = True
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """The ``search`` console script: the command line, in a process of its own."""
     global _WHOLE_PROCESS
@@ -3873,7 +3907,13 @@ def main() -> None:
     # reads as damage to a user who killed a search on purpose. It inherits this filter.
     os.environ["PYTHONWARNINGS"] = ",".join(
         filter(None, (os.environ.get("PYTHONWARNINGS"), "ignore:resource_tracker:UserWarning")))
-    cli(prog_name="search")
+    sys.stdout, sys.stderr = _Output(sys.stdout), _Output(sys.stderr)
+    try:
+        cli(prog_name="search")
+    finally:
+        if sys.stdout.lost:  # the interpreter's own flush at exit would complain of the broken pipe
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == "__main__":

@@ -153,12 +153,12 @@ def test_a_worker_killed_mid_search_is_replaced_and_results_equal_gridsearchcv(t
 
 
 @pytest.mark.parametrize("to", ["runner", "group"])
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1"])
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP"])
 def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame, to):
     """A cluster's time limit or pre-emption: stop dispatching, save, exit 3, no worker left.
 
-    Sent to the whole process group (Slurm's --signal without B:, a Ctrl-C), the
-    workers and helper processes get it too: the same stop, and no noise."""
+    Sent to the whole process group (Slurm's --signal without B:, a Ctrl-C, the hangup of a
+    closed terminal), the workers and helper processes get it too: the same stop, and no noise."""
     path = tmp_path / "s.pkl"
     args = ["run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
     proc = start(args, tmp_path)
@@ -181,6 +181,30 @@ def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame, to):
     assert sum(len(f["candidates"]) for f in data["families"].values()) >= 2
     resumed = run_search(["-q", *args], tmp_path)
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_reader_that_stops_reading_does_not_stop_the_search(tmp_path):
+    """`search run 2>&1 | head -2`, or a terminal gone: the progress and log lines are dropped,
+    the search goes on to the end (exit 0); before, the first write after it raised BrokenPipeError."""
+    path = tmp_path / "s.pkl"
+    args = ["run", "--grids", str(GRIDS / "quick.py"), "--state", str(path), "--n-jobs", "2"]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parent.parent))
+    read, write = os.pipe()
+    proc = subprocess.Popen([sys.executable, "-m", "search", *args], cwd=tmp_path, env=env,
+                            stdout=write, stderr=write, start_new_session=True)
+    os.close(write)
+    with os.fdopen(read, "rb") as reader:
+        assert reader.read(1)  # it has started writing; the reader goes away
+    assert proc.wait(timeout=300) == 0
+    data = state.load(path)
+    assert all(f["status"] == "done" for f in data["families"].values()) and len(data["families"]) == 4
+    for name in ("status", "best"):  # read by a `head` that has what it wanted: exit 0, no noise
+        read, write = os.pipe()
+        os.close(read)
+        done = subprocess.run([sys.executable, "-m", "search", name, "--state", str(path)], cwd=tmp_path,
+                              env=env, stdout=write, stderr=subprocess.PIPE, text=True, timeout=120)
+        os.close(write)
+        assert done.returncode == 0 and "Error" not in done.stderr, (name, done.stderr)
 
 
 def test_second_runner_on_the_same_state_exits_4(tmp_path):
