@@ -3511,6 +3511,15 @@ class _Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+_SCORER_ALIASES = {
+    "rmse": "neg_root_mean_squared_error", "mse": "neg_mean_squared_error", "mae": "neg_mean_absolute_error",
+    "mape": "neg_mean_absolute_percentage_error", "medae": "neg_median_absolute_error",
+    "root_mean_squared_error": "neg_root_mean_squared_error", "mean_squared_error": "neg_mean_squared_error",
+    "mean_absolute_error": "neg_mean_absolute_error", "log_loss": "neg_log_loss", "logloss": "neg_log_loss",
+    "auc": "roc_auc", "f1_score": "f1", "accuracy_score": "accuracy", "r2_score": "r2", "r^2": "r2",
+}
+
+
 def _unknown_scoring(value) -> str | None:
     """What is wrong with a ``--scoring`` value that names no scikit-learn scorer (None: nothing)."""
     if value is None:
@@ -3521,8 +3530,12 @@ def _unknown_scoring(value) -> str | None:
         return None
     import difflib
 
-    close = difflib.get_close_matches(value, get_scorer_names(), n=2)
+    # the metrics' usual short names; scikit-learn's scorers of errors are negated, so higher is better
+    alias = _SCORER_ALIASES.get(value.lower().replace("-", "_"))
+    close = [alias] if alias else difflib.get_close_matches(value, get_scorer_names(), n=2)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
+    if alias and alias.startswith("neg_"):
+        hint = f"did you mean {alias} (the error negated, so that higher is better)? "
     return (f"{value!r} is not a scikit-learn scorer; {hint}expected one of "
             f"{', '.join(sorted(get_scorer_names()))}")
 

@@ -68,6 +68,10 @@ def test_unknown_scoring_lists_valid_names(tmp_path):
     assert "'acuracy' is not a scikit-learn scorer; did you mean accuracy" in result.output
     assert "expected one of" in result.output
     assert "accuracy" in result.output and "roc_auc" in result.output
+    rmse = invoke("run", "--state", str(tmp_path / "s.pkl"), "--scoring", "RMSE")
+    assert rmse.exit_code == 2
+    assert ("'RMSE' is not a scikit-learn scorer; did you mean neg_root_mean_squared_error (the error negated, "
+            "so that higher is better)?") in " ".join(rmse.output.split())
 
 
 def test_scoring_is_used(tmp_path):
