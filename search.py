@@ -1426,7 +1426,7 @@ class DaskPool:
             ) from None
         import joblib
 
-        logging.getLogger("distributed").setLevel(_DISTRIBUTED_LEVEL)  # its import set it to INFO
+        _quiet_distributed()  # its import set its loggers' levels
 
         self.address = address
         self._n_jobs = n_jobs
@@ -1446,9 +1446,13 @@ class DaskPool:
             self._client = distributed.Client(self._cluster, set_as_default=False)
         else:
             self._client = self._connect(address)
-        self._wait_for_workers()
-        self._refresh()
+        with contextlib.suppress(_Stopped):  # and its scheduler stopped with it
+            self._wait_for_workers()
         self.dashboard = None
+        if self._stop:  # stopped while waiting for a worker: nothing will run (nor reach a
+            self.n_workers = 1  # scheduler stopped with the same job)
+            return
+        self._refresh()
         with contextlib.suppress(Exception):  # a scheduler started with --no-dashboard has none
             if "dashboard" in self._client.scheduler_info()["services"]:
                 self.dashboard = self._client.dashboard_link
@@ -1505,7 +1509,7 @@ class DaskPool:
         if self._total_threads() == 0:
             logger.warning("the dask scheduler at %s has no workers yet; waiting up to %g s for one",
                            self.address, self.worker_timeout)
-        while self._total_threads() == 0 and not self._stop:
+        while not self._stop and self._total_threads() == 0:
             if time.monotonic() > deadline:
                 raise SearchError(
                     f"--scheduler {self.address}: no worker joined in {self.worker_timeout:g} s; "
@@ -1530,9 +1534,12 @@ class DaskPool:
 
     def _check_connected(self) -> None:
         deadline = time.monotonic() + self.connect_timeout + 1
-        while self._client.status == "connecting" and time.monotonic() < deadline:
-            time.sleep(0.1)  # the client reconnects by itself after a short break
+        while self._client.status == "connecting" and time.monotonic() < deadline and not self._stop:
+            time.sleep(0.1)  # the client reconnects by itself after a short break; a stopping runner
+            # does not wait for a scheduler that its job's end stops too
         if self._client.status != "running":
+            if self._stop:
+                raise _Stopped
             raise SearchError(
                 f"lost the connection to the dask scheduler at {self.address}; what finished is "
                 "saved: run the same command again once the scheduler is back"
@@ -1584,9 +1591,15 @@ class DaskPool:
             _drop_preprocessed(keep_data=keep)
 
         @staticmethod
-        def live(prefix: str, dask_scheduler=None) -> list:
-            """The keys of scattered search data that some client still holds (run on the scheduler)."""
-            return [key for key in dask_scheduler.tasks if str(key).startswith(prefix)]
+        def live():
+            """A function for the scheduler that lists the keys of scattered search data some client
+            still holds. Made here, it travels by value: the scheduler needs no checkpointed-search
+            (it never runs the tasks)."""
+
+            def live(prefix: str, dask_scheduler=None) -> list:
+                return [key for key in dask_scheduler.tasks if str(key).startswith(prefix)]
+
+            return live
 
         @staticmethod
         def probe(ref, blobs) -> str:
@@ -1603,7 +1616,7 @@ class DaskPool:
 
     def _prune(self, drop: str | None = None) -> None:
         """Drop the workers' copies of data that no client holds any more, and ``drop``'s."""
-        keep = set(self._client.run_on_scheduler(self._Ref.live, self._key_prefix)) - {drop}
+        keep = set(self._client.run_on_scheduler(self._Ref.live(), self._key_prefix)) - {drop}
         self._client.run(self._Ref.prune, keep, on_error="ignore")
 
     def share(self, data, blobs=()) -> None:
@@ -2405,6 +2418,13 @@ class _Runner:
             queue.extend(self._tasks_for(fam))
             fold_times[fam.name].extend(_saved_times(fam.entry))
         self._check_cut_short(queue)
+        cut = {f.name for f in self.families if f.entry.get("cut_short")}
+        if cut and any(t.family not in cut for t in queue):
+            # The last run's stop came while these families' fits ran, none finished: the others go
+            # first, or a family whose fits outlast the runs would hold them back in every requeue.
+            queue = collections.deque(sorted(queue, key=lambda t: t.family in cut))  # stable
+            logger.info("%s last: the last run stopped while %s fits ran, before any finished",
+                        ", ".join(sorted(cut)), "its" if len(cut) == 1 else "their")
         progressed: set[str] = set()  # families with a fold or a refit finished in this run
         total = sum(len(f.candidates) * self.config.cv for f in self.families)
         already = sum(_fits_saved(f.entry, self.config.cv) for f in self.families)
@@ -2433,10 +2453,13 @@ class _Runner:
                 while queue and len(inflight) < pool.n_workers + 1 and not self._stop:
                     task = queue[0]
                     if deadline is not None and not self._fits(task, fold_times, deadline):
-                        break
+                        # the first that still fits in the time left, of another family perhaps
+                        task = next((t for t in queue if self._fits(t, fold_times, deadline)), None)
+                        if task is None:
+                            break
                     if _suspect_in(inflight) or (task.suspect and inflight):
                         break  # a suspect runs alone
-                    queue.popleft()
+                    queue.remove(task)
                     fam = fams[task.family]
                     try:
                         if task.key is None:
@@ -3605,9 +3628,19 @@ def _configure_logging(ctx, verbose: int = 0, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(own)
     global _DISTRIBUTED_LEVEL
     _DISTRIBUTED_LEVEL = logging.DEBUG if obj["verbose"] > 1 else logging.CRITICAL
-    logging.getLogger("distributed").setLevel(_DISTRIBUTED_LEVEL)
+    _quiet_distributed()
     logging.captureWarnings(True)
     warnings.formatwarning = _format_warning
+
+
+def _quiet_distributed() -> None:
+    """Give dask's loggers the level of ``-v``: its configuration sets some of its children's
+    levels (``distributed.client`` logs "Failed to reconnect to scheduler" as an error), which
+    their parent's level does not reach."""
+    for name in ["distributed", *list(logging.root.manager.loggerDict)]:
+        if name == "distributed" or (name.startswith("distributed.")
+                                     and logging.getLogger(name).level != logging.NOTSET):
+            logging.getLogger(name).setLevel(_DISTRIBUTED_LEVEL)
 
 
 def _format_warning(message, category, filename, lineno, line=None) -> str:

@@ -7,6 +7,7 @@ whole again (the worker's nanny restarts it).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -328,8 +329,10 @@ def test_workers_that_kept_an_old_version_of_a_module_are_refused(tmp_path, monk
         cluster.close()
 
 
-def test_a_stop_while_waiting_for_a_first_worker_is_exit_3(tmp_path):
-    """As with worker jobs still queued on a cluster: SIGTERM then is a stop, not a crash."""
+@pytest.mark.parametrize("scheduler_too", [False, True])
+def test_a_stop_while_waiting_for_a_first_worker_is_exit_3(tmp_path, scheduler_too):
+    """As with worker jobs still queued on a cluster: SIGTERM then is a stop, not a crash. A job
+    that runs the scheduler too stops it with the runner: no wait for it to come back, no error."""
     port = free_port()
     scheduler = subprocess.Popen([*dask_command("scheduler"), "--host", "127.0.0.1", "--port", str(port),
                                   "--no-dashboard"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -342,13 +345,19 @@ def test_a_stop_while_waiting_for_a_first_worker_is_exit_3(tmp_path):
         while "has no workers yet" not in line:
             line = proc.stderr.readline()
             assert line, proc.communicate()
+        if scheduler_too:
+            scheduler.terminate()
+            scheduler.wait()
+        sent = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 3, err
         assert "stopped early (SIGTERM)" in err and "Traceback" not in err
-        assert "worker threads" not in err
+        assert "worker threads" not in err and "ERROR" not in err, err
+        assert time.monotonic() - sent < 5  # not the client's 10 s wait for a scheduler to reconnect
     finally:
-        os.killpg(scheduler.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # stopped already
+            os.killpg(scheduler.pid, signal.SIGKILL)
         scheduler.wait()
 
 

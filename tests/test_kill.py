@@ -433,6 +433,52 @@ def test_fits_longer_than_max_time_end_the_requeue_loop_with_a_message(tmp_path)
     assert "needs longer runs" not in longer.stderr  # the advice was taken: no need to repeat it
 
 
+def sleepy_grids(tmp_path, families: str, seconds: float = 60) -> Path:
+    """tests/grids/sleepy.py with other FAMILIES (in another order), its slow fits of ``seconds``."""
+    text = (GRIDS / "sleepy.py").read_text()
+    path = tmp_path / "sleepy_variant.py"
+    path.write_text(text[:text.index("FAMILIES = {")].replace("time.sleep(60)", f"time.sleep({seconds})")
+                    + f"FAMILIES = {families}\n")
+    return path
+
+
+def test_a_family_whose_fits_outlast_the_runs_does_not_hold_the_others_back(tmp_path):
+    """The first family's fits are longer than a run: every requeued run started them first and lost
+    them at its stop, and the families after it never ran. Now they go first, and --max-time starts
+    a shorter fit of another family rather than none."""
+    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]}), '
+                                   '"nb": (GaussianNB(), {"var_smoothing": [1e-9]}), '
+                                   '"nb2": (GaussianNB(), {"var_smoothing": [1e-8]})}')
+    path = tmp_path / "s.pkl"
+    args = ["-v", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "1",
+            "--max-time", "2s"]
+    first = run_search(args, tmp_path)  # one worker: the first sleepy fit holds it to the end
+    assert first.returncode == 3, first.stderr
+    data = state.load(path)
+    assert data["families"]["sleepy"]["cut_short"]["runs"] == 1
+    assert data["families"]["nb"]["status"] == "pending"
+    second = run_search(args, tmp_path)
+    assert second.returncode == 3, second.stderr
+    assert "sleepy last: the last run stopped while its fits ran, before any finished" in second.stderr
+    data = state.load(path)
+    # all their fits (their refits may wait behind a sleepy fit the one worker took on ahead)
+    assert all(len(data["families"][f]["candidates"]) == 1 for f in ("nb", "nb2"))
+    assert data["families"]["sleepy"]["cut_short"]["runs"] == 2
+
+
+def test_max_time_starts_another_familys_shorter_fit_when_the_next_one_would_not_end_in_time(tmp_path):
+    """Two workers, sleepy's folds take 2.5 s: its first two end at 2.5 s, when its next one (2.5 s
+    more) would not end within --max-time; nb's fits would, and run instead of nothing."""
+    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior", "most_frequent"]}), '
+                                   '"nb": (GaussianNB(), {"var_smoothing": [1e-9]})}', seconds=2.5)
+    path = tmp_path / "s.pkl"
+    done = run_search(["-q", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "2",
+                       "--max-time", "4.5s"], tmp_path)
+    assert done.returncode == 3, done.stderr
+    families = state.load(path)["families"]
+    assert len(families["sleepy"]["candidates"]) == 1 and families["nb"]["status"] == "done"
+
+
 def test_ctrl_c_while_the_fork_server_imports_is_quiet(tmp_path):
     """Ctrl-C goes to the whole process group: the fork server, importing scikit-learn, must not print."""
     path = tmp_path / "s.pkl"
