@@ -440,10 +440,12 @@ def _numbers_in_text(values) -> str | None:
     aside). Judged on a sample of a big table's rows; the values that are no numbers, on all."""
     import pandas as pd
 
-    text = values.dropna().astype(str).str.strip()
-    if len(text) == 0:
+    present = values.dropna()
+    if len(present) == 0:
         return None
-    sample = text.sample(n=min(len(text), 10_000), random_state=0)
+    # the sample first: made text and stripped, a million cells take a third of a second
+    sample = present.sample(n=min(len(present), 10_000), random_state=0).astype(str).str.strip()
+
     def plain(t):
         return t.str.replace(r"(?<=\d),(?=\d{3}\b)", "", regex=True)
 
@@ -453,6 +455,7 @@ def _numbers_in_text(values) -> str | None:
                        (" without currency signs, units or thousands separators (151000, not $151,000)",
                         lambda t: plain(t.str.replace(_UNITS, "", regex=True)))):
         if pd.to_numeric(clean(sample) if clean else sample, errors="coerce").notna().mean() >= 0.9:
+            text = present.astype(str).str.strip()
             parsed = pd.to_numeric(clean(text) if clean else text, errors="coerce").notna()
             bad = pd.unique(text[~parsed])
             others = f" and leave missing values' cells empty (not {_examples(bad)})" if len(bad) else ""
@@ -784,6 +787,12 @@ def _init_worker(runner_pid: int, env: dict) -> None:
     libraries already loaded, and ``env`` is set for those loaded later.
     """
     _watch_runner(runner_pid)
+    # loky replaces a worker whose memory grew by 300 MB as "leaking", when psutil is installed:
+    # these keep the data and transformed folds on purpose, and a new worker loads them again
+    with contextlib.suppress(ImportError, AttributeError):
+        from joblib.externals.loky import process_executor
+
+        process_executor._USE_PSUTIL = False
     gc.freeze()  # the modules inherited from the fork server: never walked by the collector
     os.environ.update(env)
     from threadpoolctl import threadpool_limits
@@ -844,7 +853,7 @@ def _shared_preprocessing(estimator, params: dict):
 # (data, name): (pair, bytes in memory); the data is its file (local) or its scattered key (dask)
 _WORKER_PREPROCESSED: collections.OrderedDict = collections.OrderedDict()
 _PREPROCESSED_LOCK = threading.Lock()
-_PREPROCESSED_IN_MEMORY = 512 * 2**20  # bytes of transformed folds a worker keeps in memory (dask)
+_PREPROCESSED_IN_MEMORY = 512 * 2**20  # bytes of transformed folds a worker keeps in memory (dask, no disk)
 _PREPROCESSED_LARGEST = 2**30  # a fold transformed to more bytes than this is not kept
 
 
@@ -864,13 +873,20 @@ def preprocessed_name(estimator_blob: bytes, fold: int | str) -> str:
 def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y_train, X_test):
     """``prefix`` fitted on the fold's training rows: the training and test rows transformed.
 
-    Kept in this worker's memory and, for local workers, in a file beside the
-    shared data that every worker memory-maps: each fold is transformed about
-    once per search, whichever worker gets it.
+    For local workers, kept in a file beside the shared data: every task maps
+    it copy-on-write, so the workers share its pages, and a last step that
+    changes its input in place (``copy=False``) changes its own copy only.
+    Kept in this worker's memory where there is no such file (dask, a full
+    disk). Each fold is transformed about once per search, whichever worker
+    gets it.
     """
     import joblib
 
     name = preprocessed_name(estimator_blob, fold)
+    path = os.path.join(os.path.dirname(data_ref), name) if isinstance(data_ref, str) else None
+    if path is not None:
+        with contextlib.suppress(FileNotFoundError):
+            return joblib.load(path, mmap_mode="c")
     # A dask worker outlives runs: the same family and fold of another run's data is another entry.
     # Data given as itself (a library caller's tuple) has no name to keep its folds under.
     of = data_ref if isinstance(data_ref, str) else getattr(data_ref, "key", None)
@@ -879,24 +895,20 @@ def _preprocessed(data_ref, estimator_blob: bytes, fold: int, prefix, X_train, y
         if cached in _WORKER_PREPROCESSED:
             _WORKER_PREPROCESSED.move_to_end(cached)
             return _private(_WORKER_PREPROCESSED[cached][0])
-    path = os.path.join(os.path.dirname(data_ref), name) if isinstance(data_ref, str) else None
-    pair = size = None
-    if path is not None:
-        with contextlib.suppress(FileNotFoundError):
-            pair, size = joblib.load(path, mmap_mode="r"), 0  # memory-mapped: costs no memory here
-    if pair is None:
-        pair = (prefix.fit_transform(X_train, y_train), _transform(prefix, X_test))
-        size = sum(map(_nbytes, pair))
-        if size > _PREPROCESSED_LARGEST or cached is None:
-            return pair  # not kept: nobody else sees these
-        if path is not None:  # written whole, then renamed: another worker sees all of it or nothing
-            temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-            try:
-                joblib.dump(pair, temp)
-                os.replace(temp, path)
-            except OSError:  # a full disk costs the sharing between workers, never the fit
-                with contextlib.suppress(OSError):
-                    os.unlink(temp)
+    pair = (prefix.fit_transform(X_train, y_train), _transform(prefix, X_test))
+    size = sum(map(_nbytes, pair))
+    if size > _PREPROCESSED_LARGEST or cached is None:
+        return pair  # not kept: nobody else sees these
+    if path is not None:  # written whole, then renamed: another worker sees all of it or nothing
+        temp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            joblib.dump(pair, temp)
+            os.replace(temp, path)
+            del pair  # this task too takes the file's pages, not a copy beside them
+            return joblib.load(path, mmap_mode="c")
+        except OSError:  # a full disk costs the sharing between workers, never the fit
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
     with _PREPROCESSED_LOCK:
         _WORKER_PREPROCESSED[cached] = (pair, size)
         while sum(s for _, s in _WORKER_PREPROCESSED.values()) > _PREPROCESSED_IN_MEMORY:
@@ -2229,10 +2241,8 @@ class _Runner:
         is hashed again only for such a state)."""
         import dataclasses
 
-        import joblib
-
         older = self.dataset.decimals_target
-        if older is not None and joblib.hash((self.dataset.X, older)) == saved_fingerprint:
+        if older is not None and data_fingerprint(self.dataset.X, older, like=saved_fingerprint) == saved_fingerprint:
             self.dataset = dataclasses.replace(self.dataset, y=older, decimals_target=None)
             run_info["data"]["fingerprint"] = saved_fingerprint
 
@@ -2255,7 +2265,8 @@ class _Runner:
                 "columns": columns,
                 "n_features": X.shape[1] if getattr(X, "ndim", 0) == 2 else None,
                 "text_columns": text_columns(X),
-                "fingerprint": joblib.hash((X, y)),
+                # how the saved one was made: a state of before the fast hashes of tables goes on
+                "fingerprint": data_fingerprint(X, y, like=previous and previous["run"]["data"]["fingerprint"]),
             },
             "cv": {
                 "n_splits": self.config.cv,
@@ -2934,6 +2945,38 @@ def _change(then: str, now: str, room: int = 80) -> str:
         return ("…" if cut else "") + (middle if len(middle) <= room else middle[:room] + "…")
 
     return f"{part(then)} → {part(now)}"
+
+
+_TABLE_HASH = "t1-"  # fingerprints made from pandas' row hashes; older ones are joblib.hash((X, y))
+
+
+def data_fingerprint(X, y, like: str | None = None) -> str:
+    """A fingerprint of the data: its values, their order and types, and the column names.
+
+    Tables are hashed with pandas' vectorized row hashes (a million rows of text in a second,
+    where pickling them for ``joblib.hash`` takes ten). ``like``: a saved fingerprint whose
+    method to follow, so that a state begun with ``joblib.hash`` resumes.
+    """
+    import joblib
+
+    if like is not None and not like.startswith(_TABLE_HASH):
+        return joblib.hash((X, y))
+    return _TABLE_HASH + hashlib.sha256(b"".join(map(_data_part, (X, y)))).hexdigest()[:32]
+
+
+def _data_part(obj) -> bytes:
+    import joblib
+    import pandas as pd
+
+    if isinstance(obj, (pd.DataFrame, pd.Series)):
+        try:
+            rows = pd.util.hash_pandas_object(obj, index=False).to_numpy()
+        except (TypeError, ValueError):  # cells pandas cannot hash (lists of tokens): pickled instead
+            return joblib.hash(obj).encode()
+        names = list(map(str, obj.columns)) if isinstance(obj, pd.DataFrame) else [str(obj.name)]
+        types = list(map(str, obj.dtypes)) if isinstance(obj, pd.DataFrame) else [str(obj.dtype)]
+        return repr((type(obj).__name__, names, types, len(obj))).encode() + rows.tobytes()
+    return joblib.hash(obj).encode()
 
 
 def _same_failure(error: BaseException, other: BaseException) -> bool:

@@ -476,6 +476,30 @@ def test_fingerprints_are_equal_across_processes(tmp_path):
     assert runs[0] == runs[1] and len(runs[0].split()) == 2
 
 
+def test_a_state_fingerprinted_the_old_way_resumes_and_other_data_is_still_told(tmp_path):
+    """Tables are now fingerprinted from pandas' row hashes; a state whose fingerprint is the
+    joblib.hash of before goes on (checked the way it was made), and new states are the new way."""
+    import joblib
+
+    csv = tmp_path / "t.csv"
+    _table().drop(columns="name").to_csv(csv, index=False)
+    path = tmp_path / "s.pkl"
+    args = ["run", "--state", str(path), "--data", str(csv), "--target", "label", "--families", "nb", "--cv", "3"]
+    assert invoke(*args).exit_code == 0
+    data = state.load(path)
+    assert data["run"]["data"]["fingerprint"].startswith("t1-")
+    dataset = search.load_dataset(str(csv), "label")
+    data["run"]["data"]["fingerprint"] = joblib.hash((dataset.X, dataset.y))
+    data["families"]["nb"]["status"] = "partial"  # so that the run has something to do
+    state.save(path, data)
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    assert state.load(path)["run"]["data"]["fingerprint"] == joblib.hash((dataset.X, dataset.y))
+    _table().drop(columns="name").assign(a=lambda f: f["a"] + 1).to_csv(csv, index=False)
+    other = invoke(*args)
+    assert other.exit_code == 1 and "other data" in other.output, other.output
+
+
 def test_a_grid_with_a_score_function_resumes(tmp_path):
     grids = tmp_path / "g.py"
     grids.write_text(
