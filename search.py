@@ -1531,8 +1531,17 @@ class DaskPool:
             time.sleep(0.5)
 
     def _total_threads(self) -> int:
-        self._check_connected()
-        return sum(self._client.nthreads().values())
+        deadline = time.monotonic() + self.connect_timeout + 1
+        while True:
+            self._check_connected()
+            try:
+                return sum(self._client.nthreads().values())
+            except OSError:  # the scheduler went away during the call (distributed's CommClosedError)
+                if self._stop:
+                    raise _Stopped from None
+                if time.monotonic() > deadline:
+                    raise SearchError(self._lost_message()) from None
+                time.sleep(0.2)  # the client notices, and reconnects if the scheduler comes back
 
     def _refresh(self) -> None:
         """Follow workers that join or leave: ``n_workers`` is the cluster's threads, capped by n_jobs."""
@@ -1552,10 +1561,11 @@ class DaskPool:
         if self._client.status != "running":
             if self._stop:
                 raise _Stopped
-            raise SearchError(
-                f"lost the connection to the dask scheduler at {self.address}; what finished is "
-                "saved: run the same command again once the scheduler is back"
-            )
+            raise SearchError(self._lost_message())
+
+    def _lost_message(self) -> str:
+        return (f"lost the connection to the dask scheduler at {self.address}; what finished is "
+                "saved: run the same command again once the scheduler is back")
 
     class _Ref:
         """What tasks get in place of the data: the key of its scattered copy.

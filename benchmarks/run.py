@@ -28,7 +28,9 @@ saving share
 peak memory
     Total RSS of the process tree (the process and all its descendants), sampled
     every 50 ms; the maximum of the sums. Shared pages count once per process
-    in both columns alike.
+    in both columns alike. Also the total PSS (every 0.5 s), where a page n
+    processes share counts 1/n in each: memory-mapped data read by several
+    workers counts once.
 other load
     CPU seconds the whole machine spent outside the measured process tree,
     divided by the wall: other people's work competing for the cores. Figures
@@ -89,6 +91,8 @@ class TreeMonitor(threading.Thread):
         super().__init__(daemon=True)
         self.root = psutil.Process(pid)
         self.peak_rss = 0
+        self.peak_pss = 0  # proportional set size: a page shared by n processes counts 1/n in each
+        self._pss_every, self._n = 10, 0  # PSS reads every page table: every 10th sample (0.5 s)
         self.cpu: dict[int, float] = {}
         self._procs: dict[int, psutil.Process] = {}
         self._halt = threading.Event()
@@ -103,17 +107,22 @@ class TreeMonitor(threading.Thread):
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
-        rss = 0
+        rss = pss = 0
+        self._n += 1
+        with_pss = self._n % self._pss_every == 1
         for proc in procs:
             proc = self._procs.setdefault(proc.pid, proc)  # keep one object per pid
             try:
                 with proc.oneshot():
                     rss += proc.memory_info().rss
+                    if with_pss:
+                        pss += proc.memory_full_info().pss
                     times = proc.cpu_times()
                 self.cpu[proc.pid] = times.user + times.system
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
         self.peak_rss = max(self.peak_rss, rss)
+        self.peak_pss = max(self.peak_pss, pss)
 
     def stop(self) -> None:
         self._halt.set()
@@ -169,7 +178,7 @@ def launch(cmd: list[str], kill_after: float | None = None, path: Path | None = 
     other = max(0.0, (_busy_cpu() - busy0 - tree_cpu) / wall)
     return {"cmd": cmd, "rc": proc.returncode, "wall": wall, "t0": t_wall0, "t_end": t_wall0 + wall,
             "killed_at": killed_at, "stdout": out.decode(errors="replace"),
-            "stderr": err.decode(errors="replace"), "peak_rss": monitor.peak_rss,
+            "stderr": err.decode(errors="replace"), "peak_rss": monitor.peak_rss, "peak_pss": monitor.peak_pss,
             "tree_cpu": tree_cpu, "other_load": other}
 
 
@@ -438,7 +447,10 @@ def summarize(result: dict, max_other_load: float = float("inf")) -> dict:
         "saves per run": med(r["saves"] for r in runner),
         "loop peak MiB": med(r["peak_rss"] for r in loop) / 2**20,
         "runner peak MiB": med(r["peak_rss"] for r in runner) / 2**20,
+        "loop peak PSS MiB": med(r["peak_pss"] for r in loop) / 2**20,
+        "runner peak PSS MiB": med(r["peak_pss"] for r in runner) / 2**20,
         "peak memory runner/loop": med(p["runner"]["peak_rss"] / p["loop"]["peak_rss"] for p in pairs),
+        "peak PSS runner/loop": med(p["runner"]["peak_pss"] / p["loop"]["peak_pss"] for p in pairs),
         "other load (cores)": med(r["other_load"] for p in pairs for r in (p["loop"], p["runner"])),
         "noisy repeats redone": len(result.get("discarded", [])),
         "repeats in these medians": f"{len(pairs)} of {len(result['pairs'])}",
@@ -517,7 +529,7 @@ def _fmt(v) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["w1", "big", "boosting", "both"], default="w1",
+    parser.add_argument("--workload", choices=["w1", "big", "boosting", "table", "both"], default="w1",
                         help="both: w1 and big")
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs per workload (default 3)")
     parser.add_argument("--kills", type=int, default=4,
