@@ -3450,7 +3450,9 @@ def predict_csv(path: str, csv: str, family: str | None = None, proba: bool = Fa
     frame = read_table(csv, text_columns=data["run"]["data"].get("text_columns", ()))
     if len(frame) == 0:
         raise SearchError(f"--data {csv} has no rows to predict for")
-    return _with_predictions(read_table(csv, as_written=True), _predictions(data, frame, family, proba))
+    added = _predictions(data, frame, family, proba)
+    del frame  # the rows as typed for the model go before the rows as written come: one table at a time
+    return _with_predictions(read_table(csv, as_written=True), added)
 
 
 def _with_predictions(out, added: dict):
