@@ -320,12 +320,17 @@ def test_every_difference_of_settings_is_named_at_once(tmp_path):
     assert path.read_bytes() == before
 
 
-def test_changed_grid_needs_the_flag_and_keeps_other_families(tmp_path):
-    path = tmp_path / "s.pkl"
-    grids = tmp_path / "g.py"
+def searched_copy_of_quick(tmp_path, *options):
+    """A copy of the quick grids file, searched into a state: (state path, grids path, its text)."""
+    path, grids = tmp_path / "s.pkl", tmp_path / "g.py"
     text = (GRIDS / "quick.py").read_text()
     grids.write_text(text)
-    assert invoke("run", "--state", str(path), "--grids", str(grids)).exit_code == 0
+    assert invoke("run", "--state", str(path), "--grids", str(grids), *options).exit_code == 0
+    return path, grids, text
+
+
+def test_changed_grid_needs_the_flag_and_keeps_other_families(tmp_path):
+    path, grids, text = searched_copy_of_quick(tmp_path)
     grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 10.0, 100.0]'))
     result = invoke("run", "--state", str(path), "--grids", str(grids))
     assert result.exit_code == 1
@@ -341,11 +346,7 @@ def test_changed_grid_needs_the_flag_and_keeps_other_families(tmp_path):
 
 
 def test_a_changed_family_is_named_with_what_changed_and_what_a_redo_keeps(tmp_path):
-    path = tmp_path / "s.pkl"
-    grids = tmp_path / "g.py"
-    text = (GRIDS / "quick.py").read_text()
-    grids.write_text(text)
-    assert invoke("run", "--state", str(path), "--grids", str(grids)).exit_code == 0
+    path, grids, text = searched_copy_of_quick(tmp_path)
     before = path.read_bytes()
     grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 100.0, 1000.0, 1e4]')
                      .replace("DecisionTreeClassifier(random_state=0)", "DecisionTreeClassifier(random_state=1)")
@@ -368,11 +369,7 @@ def test_a_changed_family_is_named_with_what_changed_and_what_a_redo_keeps(tmp_p
 
 
 def test_redo_changed_keeps_the_time_and_status_of_what_it_keeps(tmp_path):
-    path = tmp_path / "s.pkl"
-    grids = tmp_path / "g.py"
-    text = (GRIDS / "quick.py").read_text()
-    grids.write_text(text)
-    assert invoke("run", "--state", str(path), "--grids", str(grids), "--families", "lr").exit_code == 0
+    path, grids, text = searched_copy_of_quick(tmp_path, "--families", "lr")
     grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 10.0, 100.0]'))
     result = invoke("run", "--state", str(path), "--grids", str(grids), "--families", "lr", "--redo-changed",
                     "--max-time", "0s")  # nothing new starts: what is kept is all there is
