@@ -413,15 +413,15 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
                     f"--cv {cv}: the folds are stratified by class, and no class of {what} has "
                     f"{cv} rows (the largest, {_examples([largest])}, has {counts.max()}); {fix}{hint}"
                 )
-            rare = int(counts[counts < cv].sum())
+            small = counts < cv
+            rare = int(counts[small].sum())
             if rare * 2 > n and why != "--task classification":
                 hint = ("if it is a quantity (a price, a count), search it with regression families "
                         "(--grids regression)" if values.dtype.kind in "iuf" else
                         "merge the rare classes, or choose another --target")
                 raise SearchError(
                     f"{rare} of the {n} rows of {what} are in classes of fewer than {cv} rows "
-                    f"({int((counts < cv).sum())} of its {len(labels)} classes, e.g. "
-                    f"{_examples(labels[counts < cv])}): "
+                    f"({int(small.sum())} of its {len(labels)} classes, e.g. {_examples(labels[small])}): "
                     f"too few for {cv}-fold cross-validation to train and test on each; {hint} (to search "
                     "them as classes all the same, add --task classification)"
                 )
@@ -2472,12 +2472,11 @@ class _Runner:
             while True:
                 # dispatch: keep every worker busy, one task queued ahead
                 while queue and len(inflight) < pool.n_workers + 1 and not self._stop:
-                    task = queue[0]
-                    if deadline is not None and not self._fits(task, fold_times, deadline):
-                        # the first that still fits in the time left, of another family perhaps
-                        task = next((t for t in queue if self._fits(t, fold_times, deadline)), None)
-                        if task is None:
-                            break
+                    # the first task that still fits in the time left (of another family, perhaps)
+                    task = next((t for t in queue if deadline is None or self._fits(t, fold_times, deadline)),
+                                None)
+                    if task is None:
+                        break
                     if _suspect_in(inflight) or (task.suspect and inflight):
                         break  # a suspect runs alone
                     queue.remove(task)
@@ -3980,20 +3979,20 @@ class _Output:
         self._stream = stream
         self.lost = False  # set by the first write that failed
 
-    def write(self, text):
+    def _guarded(self, call, *args):
         if not self.lost:
             try:
-                return self._stream.write(text)
+                return call(*args)
             except (OSError, ValueError):  # EPIPE, EIO, ENOSPC; ValueError: a closed file
                 self.lost = True
-        return len(text)
+        return None
+
+    def write(self, text):
+        written = self._guarded(self._stream.write, text)
+        return len(text) if written is None else written
 
     def flush(self):
-        if not self.lost:
-            try:
-                self._stream.flush()
-            except (OSError, ValueError):
-                self.lost = True
+        self._guarded(self._stream.flush)
 
     def __getattr__(self, name):
         return getattr(self._stream, name)
