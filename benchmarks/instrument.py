@@ -90,8 +90,9 @@ def _describe_task(fn, args) -> dict:
 
 
 def _result_work(result) -> float | None:
-    if isinstance(result, list):  # fit_fold: one result per candidate
-        return sum(r["work"] for r in result)
+    if isinstance(result, list):  # fit_fold: one result per candidate; a joblib batch: one per call
+        parts = [r["work"] if isinstance(r, dict) and "work" in r else _result_work(r) for r in result]
+        return None if None in parts else sum(parts)
     if isinstance(result, dict):
         if "refit_time" in result:
             return float(result["refit_time"])
