@@ -260,9 +260,48 @@ def _read_csv(path: str, target: str | None) -> Dataset:
         frame = frame.loc[~missing].reset_index(drop=True)
     if len(frame) == 0:
         raise SearchError(f"--data {path} has no rows with a value in {target!r}")
+    _warn_leading_zeros(path, frame, target)
     y = frame.pop(target)
     whole = _whole_numbers(y) if missing.any() else y
     return Dataset(frame, whole, str(path), target, decimals_target=None if whole is y else y)
+
+
+_PADDED = r"[-+]?0\d+"  # a number written with leading zeros: 02134, 007
+
+
+def _zero_padded(values) -> bool:
+    """Whether text values include numbers written with leading zeros: codes kept as text on purpose."""
+    sample = values.dropna()
+    sample = sample.sample(n=min(len(sample), 10_000), random_state=0).astype(str).str.strip()
+    return bool(sample.str.fullmatch(_PADDED).any())
+
+
+def _warn_leading_zeros(path: str, frame, target: str) -> None:
+    """Warn of feature columns of numbers written with leading zeros (``02134``, ``007``): codes, most
+    likely, that pandas reads as the numbers they spell, to be used as amounts. Judged on the file's
+    first rows, read once more as text."""
+    import pandas as pd
+
+    numeric = [i for i, (name, dtype) in enumerate(frame.dtypes.items())
+               if name != target and pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_bool_dtype(dtype)]
+    if not numeric:
+        return
+    try:
+        written = pd.read_csv(path, usecols=numeric, dtype=str, nrows=10_000, keep_default_na=False,
+                              index_col=False)
+    except (OSError, ValueError):  # read once already: nothing new to say
+        return
+    for name in written.columns:
+        text = written[name].str.strip()
+        padded = pd.unique(text[text.str.fullmatch(_PADDED)])
+        if len(padded):
+            logger.warning(
+                "column %r of %s is written with leading zeros (%s), which numbers do not keep: it is "
+                "read as the numbers they spell (%s) and used as an amount, its order and size counting. "
+                "If it is a code, not an amount, read it as text in a grids file's load_data(), "
+                "pd.read_csv(%r, dtype={%r: str}), and it becomes a category (README: Codes written "
+                "with leading zeros)", name, path, _examples(padded),
+                _examples([int(v) for v in padded]), str(path), name)
 
 
 def _whole_numbers(y):
@@ -492,7 +531,7 @@ def check_columns(X, source: str, builtin: bool) -> None:
                                "were ordered; remove it from the file", name)
             continue
         distinct = values.nunique()
-        numbers = _numbers_in_text(values)
+        numbers = None if _zero_padded(values) else _numbers_in_text(values)
         if numbers:
             logger.warning("%s holds numbers, but also text, so each distinct value is read as a category "
                            "(a number never seen in training is then ignored); %s", name, numbers)

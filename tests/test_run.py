@@ -1000,6 +1000,35 @@ def test_workers_warnings_are_reported_once_and_columns_that_cost_much_are_named
     assert "column 'Unnamed: 0' of" in done.stderr and "looks like a row index" in done.stderr
 
 
+def test_codes_written_with_leading_zeros_are_named_and_read_as_text_in_a_grids_file(tmp_path, caplog):
+    frame = _table(60).drop(columns="name")
+    frame["zip"] = [f"{990 + i % 7:05d}" for i in range(60)]  # 00990 ... 00996
+    frame["year"] = [2000 + i % 9 for i in range(60)]  # whole numbers without leading zeros
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level("WARNING", logger="search"):
+        dataset = search.load_dataset(str(tmp_path / "t.csv"), "label")
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and warned[0].startswith(
+        f"column 'zip' of {tmp_path / 't.csv'} is written with leading zeros ('00990', '00991', '00992', ...), "
+        "which numbers do not keep: it is read as the numbers they spell (990, 991, 992, ...)"), warned
+    assert f"pd.read_csv({str(tmp_path / 't.csv')!r}, dtype={{'zip': str}})" in warned[0]
+    assert dataset.X["zip"].tolist()[:2] == [990, 991]
+    # read as text, as the warning says: a category, and not "numbers written as text" either
+    (tmp_path / "zip_grids.py").write_text(
+        "import pandas as pd\nfrom grids import builtin_families\n"
+        "FAMILIES = builtin_families('classification')\n"
+        "def load_data():\n    frame = pd.read_csv('t.csv', dtype={'zip': str})\n"
+        "    return frame.drop(columns='label'), frame['label']\n")
+    caplog.clear()
+    done = run_search(["-q", "run", "--state", "s.pkl", "--grids", "zip_grids.py", "--families", "lr", "--cv", "3",
+                       "--n-jobs", "1"], tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert state.load(tmp_path / "s.pkl")["run"]["data"]["text_columns"] == ["c", "zip"]
+    (tmp_path / "new.csv").write_text("a,c,amount,zip,year\n0.5,x,1.0,00993,2003\n")
+    rows = search.predict_csv(str(tmp_path / "s.pkl"), str(tmp_path / "new.csv"))
+    assert rows["zip"].tolist() == ["00993"] and rows["prediction"].tolist()[0] in ("yes", "no")
+
+
 def test_warnings_that_differ_only_in_their_numbers_are_reported_once(tmp_path):
     grids = tmp_path / "lasso.py"
     grids.write_text(
