@@ -3528,13 +3528,21 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"the table has {len(features)}: {', '.join(map(str, features))}; give exactly the "
             "training columns, in the training order"
         )
-    if "text_columns" in info:  # a column of numbers in training must hold numbers here too
+    frame = frame[features]
+    if "text_columns" in info:  # each column as the model got it in training, as predict_csv reads it
+        frame = frame.copy()
+        for column in info["text_columns"]:
+            if column in frame.columns:
+                frame[column] = _as_text(frame[column])
         for column in set(features) - set(info["text_columns"]):
             values = frame[column]
-            if pd.api.types.is_numeric_dtype(values.dtype):
+            if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
                 continue
-            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
-            if len(bad):
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = values[numbers.isna() & values.notna()]
+            if not len(bad):
+                frame[column] = numbers  # "12" is the number 12, as in a CSV, not an unknown category
+            else:
                 raise SearchError(
                     f"column {column!r} held numbers in training, and here holds text in {len(bad)} "
                     f"row{'s' if len(bad) > 1 else ''} ({_examples(pd.unique(bad))}; the first is "
@@ -3547,7 +3555,7 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"({_stable_repr(estimator[-1] if hasattr(estimator, 'steps') else estimator)}); drop --proba "
             "or choose another --family"
         )
-    X = _numpy_missing(frame[features])
+    X = _numpy_missing(frame)
     X = X if info.get("columns") else X.to_numpy()  # as it was trained
     try:
         added = {"prediction": estimator.predict(X)}
@@ -3563,6 +3571,25 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None
     return added
+
+
+def _as_text(values):
+    """A column that was text in training, its numbers made the text a CSV holds for them (7 and 7.0:
+    "7"; True: "True"), as ``predict_csv`` reads them: the model's categories are those texts, and a
+    number is not one of them. Missing values stay missing."""
+    import pandas as pd
+
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values
+
+    def text(v):
+        if isinstance(v, str) or v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            return v
+        if isinstance(v, numbers.Real) and not isinstance(v, bool) and float(v).is_integer():
+            return str(int(v))
+        return str(v)
+
+    return values.astype(object).map(text)
 
 
 def _numpy_missing(frame):

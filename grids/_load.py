@@ -152,6 +152,19 @@ def _import_file(path: Path):
             f"grids file {str(path)!r} failed while being imported: {type(exc).__name__}: {exc}; "
             "install the module, or put its directory on PYTHONPATH"
         ) from None
+    except ImportError as exc:
+        del sys.modules[name]
+        if exc.name != "__main__":
+            raise GridsError(
+                f"grids file {str(path)!r} failed while being imported: "
+                f"{type(exc).__name__}: {exc}; run `python {path}` to see the full traceback"
+            ) from None
+        raise GridsError(
+            f"grids file {str(path)!r} imports from __main__ ({exc}): it takes what a notebook or "
+            f"script defined, and runs only there; resume it with search.run(...) from that notebook "
+            f"or script (`search status`, `best`, `export` and `predict` work anywhere), or move "
+            f"those definitions into the grids file"
+        ) from None
     except Exception as exc:
         del sys.modules[name]
         raise GridsError(

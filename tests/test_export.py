@@ -469,7 +469,7 @@ def test_the_readmes_serving_recipe_predicts_json_rows_as_predict_does(tmp_path)
     assert result.exit_code == 0, result.output
     assert "with the columns x, store, city; give store, city as text (str)" in result.output
     rows = [{"x": 0.1, "store": 1, "city": None}, {"x": None, "store": "HQ", "city": "lyon"},
-            {"x": 2.0, "store": 3, "city": "nice"}]
+            {"x": 2.0, "store": 3, "city": "nice"}, {"x": "1.5", "store": None}]  # city absent: missing
     pd.DataFrame(rows).to_csv(tmp_path / "new.csv", index=False)
     result = invoke("predict", "--state", str(path), "--data", str(tmp_path / "new.csv"),
                     "-o", str(tmp_path / "pred.csv"))
@@ -478,9 +478,14 @@ def test_the_readmes_serving_recipe_predicts_json_rows_as_predict_does(tmp_path)
     code = readme_serving_code().replace('TEXT = ["store", "city"]', 'TEXT = ["store", "city"]  # as printed')
     code += ("import json, sys\n"
              f"rows = json.loads({json.dumps(json.dumps(rows))})\n"
-             "print(json.dumps([predict(rows), [predict([r])[0] for r in rows]]))\n")
-    batch, alone = json.loads(fresh_python(code, tmp_path))
-    assert batch == alone == expected
+             "numbers = [predict([r, {'x': 0.0, 'store': None, 'city': None}])[0] for r in rows]\n"
+             "try:\n    predict([{'x': 0.1, 'stroe': 1, 'city': None}])\n"
+             "except ValueError as exc:\n    typo = str(exc)\n"
+             "print(json.dumps([predict(rows), [predict([r])[0] for r in rows[:3]], numbers, typo]))\n")
+    batch, alone, with_a_null, typo = json.loads(fresh_python(code, tmp_path))
+    assert batch == with_a_null == expected  # store 1 beside a null is a float 1.0: still "1"
+    assert alone == expected[:3]
+    assert typo == "the rows lack the columns ['store']"
 
 
 @pytest.mark.parametrize("text, message", [
@@ -593,3 +598,28 @@ def test_predict_frame_takes_pandas_nullable_columns_and_refuses_other_types(tab
     with pytest.raises(search.SearchError, match="predict_frame takes a pandas DataFrame with the training "
                                                  "columns, not a list: for a list of dicts use pd.DataFrame"):
         search.predict_frame(str(path), rows.to_dict("records"))
+
+
+def test_predict_frame_gives_each_column_as_in_training_whatever_its_python_type(tmp_path):
+    """Rows from JSON: the number 7 for the category "7", the text "12" for the number 12. The model
+    gets them as ``search predict`` reads a CSV, not as unknown categories."""
+    rng = np.random.default_rng(0)
+    n = 200
+    zone, store, x = rng.choice(["7", "8", "A"], n), rng.choice([12, 13, 14], n), rng.normal(size=n)
+    y = np.where((zone == "7") ^ (x > 1) ^ (store == 12), "yes", "no")
+    pd.DataFrame({"x": x, "zone": zone, "store": store, "y": y}).to_csv(tmp_path / "t.csv", index=False)
+    path = str(tmp_path / "s.pkl")
+    search.run(search.RunConfig(path, data=str(tmp_path / "t.csv"), target="y", families=["lr"], n_jobs=1,
+                                progress=False))
+    (tmp_path / "q.csv").write_text("x,zone,store\n0.5,7,12\n0.5,8,13\n")
+    expected = search.predict_csv(path, str(tmp_path / "q.csv"), proba=True)["proba_yes"].tolist()
+    for zones, stores in (([7, 8], [12, 13]), (["7", "8"], ["12", "13"]), ([7.0, 8.0], [12.0, 13.0]),
+                          ([7, "8"], ["12", 13])):
+        rows = pd.DataFrame({"x": [0.5, 0.5], "zone": zones, "store": stores})
+        got = search.predict_frame(path, rows, proba=True)
+        assert got["proba_yes"].tolist() == pytest.approx(expected), (zones, stores)
+        assert got["zone"].tolist() == zones and got["store"].tolist() == stores  # the rows as given
+    unseen = search.predict_frame(path, pd.DataFrame({"x": [0.5], "zone": ["Q"], "store": [12]}), proba=True)
+    assert unseen["proba_yes"][0] != pytest.approx(expected[0])
+    missing = search.predict_frame(path, pd.DataFrame([{"x": 0.5, "zone": None, "store": None}]))
+    assert missing["prediction"][0] in ("yes", "no")

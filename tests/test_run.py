@@ -427,6 +427,12 @@ BAD_GRIDS = {
                  "grids file {p!r}, family 'lr': the entry is LogisticRegression() "
                  "(LogisticRegression); it must be a pair (estimator, param_grid)"),
     "syntax": ("FAMILIES = {", "grids file {p!r} has a syntax error at line 2"),
+    "from-a-notebook": ("from __main__ import NotebookTransformer",
+                        "grids file {p!r} imports from __main__ (cannot import name 'NotebookTransformer' "
+                        "from '__main__'"),
+    "from-a-notebook-elsewhere": ("from __main__ import NotebookTransformer",
+                                  "it takes what a notebook or script defined, and runs only there; resume it "
+                                  "with search.run(...) from that notebook or script"),
 }
 
 
