@@ -2438,11 +2438,20 @@ class _Runner:
             prepared.append(_Family(name, estimator, blob, candidates, keys, entry,
                                     growth_chains(estimator, candidates), self._fold_offset(estimator)))
         if changed:
+            # searched from another grids file (or the built-in set): most likely a --grids left out
+            sources = {self.state["families"][name].get("grids") for name, _ in changed} - {grids.source, None}
+            one = len(changed) == 1
+            hint = "".join(
+                f"{'It was' if one else 'They were'} searched from {_families_of(source)}, and this run "
+                f"takes {'it' if one else 'them'} from {_families_of(grids.source)}: to resume "
+                f"{'it' if one else 'them'}, rerun with --grids {shlex.quote(source)}. "
+                for source in sorted(sources))
             raise StateMismatch(
                 f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(repr(n) for n, _ in changed)} "
                 f"changed since searched into {self.path}:\n" +
-                "".join(f"  {name!r}: {what}\n" for name, what in changed) +
-                f"To search {'it' if len(changed) == 1 else 'them'} again add --redo-changed; to keep "
+                "".join(f"  {name!r}: {what}\n" for name, what in changed) + hint +
+                f"To search {'it' if len(changed) == 1 else 'them'} again"
+                f"{' with these families' if sources else ''} add --redo-changed; to keep "
                 "the old results as they are, undo the change or use another --state"
             )
         self._mark_removed(grids)
@@ -2982,6 +2991,7 @@ def _what_changed(entry: dict, estimator, estimator_fp: str, grid_fp: str, candi
 
 def _change(then: str, now: str, room: int = 80) -> str:
     """``then → now`` cut to where two texts differ, from the parameter the difference is in."""
+    then, now = re.sub(r"\s+", " ", then), re.sub(r"\s+", " ", now)  # reprs break lines to indent
     start = len(os.path.commonprefix([then, now]))
     end = len(os.path.commonprefix([then[start:][::-1], now[start:][::-1]]))
     cut = max(then.rfind(c, 0, start) for c in "(, ") + 1

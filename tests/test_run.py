@@ -368,6 +368,23 @@ def test_a_changed_family_is_named_with_what_changed_and_what_a_redo_keeps(tmp_p
             in result.output)
 
 
+def test_a_family_resumed_without_its_grids_file_says_to_give_it(tmp_path):
+    _table(60)[["a", "amount", "label"]].to_csv(tmp_path / "t.csv", index=False)
+    grids = tmp_path / "mine.py"
+    grids.write_text("from sklearn.linear_model import LogisticRegression\n"
+                     "FAMILIES = {'lr': (LogisticRegression(), {'C': [0.1, 1.0]})}\n")
+    args = ["run", "--state", str(tmp_path / "s.pkl"), "--data", str(tmp_path / "t.csv"), "--target", "label",
+            "--cv", "3"]
+    assert invoke(*args, "--grids", str(grids)).exit_code == 0
+    result = invoke(*args)  # --grids left out: the built-in 'lr' is another family of the same name
+    assert result.exit_code == 1
+    assert (f"It was searched from the grids file {grids}, and this run takes it from the built-in "
+            f"classification families: to resume it, rerun with --grids {grids}. To search it again with "
+            "these families add --redo-changed") in result.output, result.output
+    assert "\n  'lr': the estimator, LogisticRegression( → Pipeline(steps=[('prep', ColumnTransformer(" \
+        in result.output  # on one line, not as the repr breaks it
+
+
 def test_redo_changed_keeps_the_time_and_status_of_what_it_keeps(tmp_path):
     path, grids, text = searched_copy_of_quick(tmp_path, "--families", "lr")
     grids.write_text(text.replace('"C": [0.01, 0.1, 1.0, 10.0]', '"C": [0.01, 0.1, 1.0, 10.0, 100.0]'))
