@@ -694,6 +694,85 @@ def code_fingerprints(blobs: list[bytes], users: frozenset) -> list[str]:
         _USERS_MODULES.reset(token)
 
 
+def code_parts(obj) -> dict[str, str]:
+    """The pieces of the user's own code ``obj`` uses, each with its fingerprint: functions and
+    classes (named ``module:qualname``) and the module-level values they read (``module:NAME``).
+
+    The family's fingerprint covers them all at once; kept beside it, they say which piece an
+    edit changed. A function's fingerprint covers what it reads, so a changed constant changes
+    the functions that read it as well.
+    """
+    import inspect
+
+    parts: dict[str, str] = {}
+    seen: set[int] = set()
+
+    def walk(o) -> None:
+        if id(o) in seen or o is None or isinstance(o, (str, bytes, bool, numbers.Number, types.ModuleType)):
+            return
+        seen.add(id(o))
+        if hasattr(o, "get_params") and not isinstance(o, type):
+            walk(type(o))
+            for value in o.get_params(deep=False).values():
+                walk(value)
+        elif isinstance(o, dict):
+            for value in o.values():
+                walk(value)
+        elif isinstance(o, (list, tuple, set, frozenset)):
+            for value in o:
+                walk(value)
+        elif isinstance(o, functools.partial):
+            walk(o.func), walk(o.args), walk(o.keywords)
+        elif isinstance(o, (types.FunctionType, types.MethodType)):
+            function = inspect.unwrap(getattr(o, "__func__", o))  # scikit-learn wraps transform
+            if not _is_users(function) or not hasattr(function, "__code__"):
+                return
+            parts[f"{function.__module__}:{function.__qualname__}"] = fingerprint(function)
+            code, names = function.__code__, set()
+            stack = [code]
+            while stack:
+                current = stack.pop()
+                names.update(current.co_names)
+                stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+            namespace = function.__globals__
+            for name in sorted(names & namespace.keys()):
+                value = namespace[name]
+                if isinstance(value, (types.FunctionType, type, functools.partial)) or hasattr(value, "get_params"):
+                    walk(value)
+                elif not isinstance(value, types.ModuleType):
+                    parts[f"{function.__module__}:{name}"] = hashlib.sha256(
+                        repr(_value(value, frozenset())).encode()).hexdigest()[:16]
+            cells = []
+            for cell in function.__closure__ or ():
+                with contextlib.suppress(ValueError):  # an empty cell: a variable not yet bound
+                    cells.append(cell.cell_contents)
+            for value in (*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values(), *cells):
+                walk(value)
+        elif isinstance(o, type) and _is_users(o):
+            parts[f"{o.__module__}:{o.__qualname__}"] = fingerprint(o)
+            for value in vars(o).values():
+                walk(getattr(value, "__func__", value))
+            for base in o.__bases__:
+                walk(base)
+
+    walk(obj)
+    return parts
+
+
+def _changed_parts(then: dict, now: dict) -> str:
+    """The pieces of code (see :func:`code_parts`) that differ, named as the user wrote them."""
+    names = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
+    if not names:
+        return ""
+    where = collections.defaultdict(list)
+    for name in names:
+        module, _, qualname = name.partition(":")
+        file = getattr(sys.modules.get(module), "__file__", None)
+        shown = os.path.basename(file) if file else module
+        where[shown].append(qualname + (" (gone)" if name not in now else " (new)" if name not in then else ""))
+    return "; ".join(f"{', '.join(items)} in {shown}" for shown, items in where.items())
+
+
 def _reads(function, code: types.CodeType, seen: frozenset) -> tuple:
     """What a user's function reads besides its code: defaults, closure cells, globals."""
     names, stack = set(), [code]
@@ -2431,9 +2510,12 @@ class _Runner:
                     "folds": kept_folds or {},
                     "time_spent": kept_time,  # the kept candidates' fits and scores, as saved
                     "grids": grids.source,
+                    "code_parts": code_parts(estimator),  # to name the piece an edit changes
                 }
                 self._dirty = True
             entry.setdefault("folds", {})  # files of version 1 before fold-level progress
+            if "code_parts" not in entry:  # files from before they were kept: the code is the same
+                entry["code_parts"] = code_parts(estimator)
             blob = cloudpickle.dumps(estimator, protocol=5)
             prepared.append(_Family(name, estimator, blob, candidates, keys, entry,
                                     growth_chains(estimator, candidates), self._fold_offset(estimator)))
@@ -2972,7 +3054,9 @@ def _what_changed(entry: dict, estimator, estimator_fp: str, grid_fp: str, candi
     saved = len(entry["candidates"])
     if entry["estimator_fingerprint"] != estimator_fp:
         then, now = entry.get("estimator", ""), _stable_repr(estimator)
+        parts = _changed_parts(entry["code_parts"], code_parts(estimator)) if "code_parts" in entry else ""
         what = (f"the estimator, {_change(then, now)}" if then != now else
+                f"the code of yours it uses: {parts}" if parts else
                 "the estimator's code (its class, or a function, constant or module of yours it uses)")
         also = " (and the parameter grid)" if entry["grid_fingerprint"] != grid_fp else ""
         return f"{what}{also}; --redo-changed keeps none of its {saved} saved candidates"

@@ -368,6 +368,36 @@ def test_a_changed_family_is_named_with_what_changed_and_what_a_redo_keeps(tmp_p
             in result.output)
 
 
+def test_an_edit_of_the_users_code_names_the_piece_it_changed(tmp_path):
+    grids = tmp_path / "g.py"
+    text = ("import numpy as np\nfrom sklearn.base import BaseEstimator, TransformerMixin\n"
+            "from sklearn.datasets import make_classification\nfrom sklearn.linear_model import LogisticRegression\n"
+            "from sklearn.pipeline import make_pipeline\nfrom sklearn.preprocessing import FunctionTransformer\n"
+            "SKEWED = [0, 1]\nLIMIT = 3.0\n"
+            "def log_skewed(X):\n    X = np.array(X, dtype=float)\n"
+            "    X[:, SKEWED] = np.log1p(np.abs(X[:, SKEWED]))\n    return X\n"
+            "class Clip(TransformerMixin, BaseEstimator):\n    def fit(self, X, y=None):\n        return self\n"
+            "    def transform(self, X):\n        return np.clip(X, -LIMIT, LIMIT)\n"
+            "def load_data():\n    return make_classification(n_samples=120, random_state=0)\n"
+            "FAMILIES = {'lr': (make_pipeline(FunctionTransformer(log_skewed), Clip(), LogisticRegression()),\n"
+            "                  {'logisticregression__C': [0.1, 1.0]})}\n")
+    grids.write_text(text)
+    args = ["run", "--state", str(tmp_path / "s.pkl"), "--grids", str(grids), "--cv", "3"]
+    assert invoke(*args).exit_code == 0
+    assert set(state.load(tmp_path / "s.pkl")["families"]["lr"]["code_parts"]) == {
+        "search_user_grids_g:" + name for name in ("SKEWED", "LIMIT", "log_skewed", "Clip", "Clip.fit",
+                                                   "Clip.transform")}
+    for old, new, named in (("SKEWED = [0, 1]", "SKEWED = [0, 2]", "SKEWED, log_skewed in g.py"),
+                            ("LIMIT = 3.0", "LIMIT = 4.0", "Clip, Clip.transform, LIMIT in g.py"),
+                            ("return self\n", "self.seen_ = 1\n        return self\n", "Clip, Clip.fit in g.py")):
+        grids.write_text(text.replace(old, new))
+        result = invoke(*args)
+        assert result.exit_code == 1
+        assert f"'lr': the code of yours it uses: {named}; --redo-changed keeps none" in result.output, result.output
+    grids.write_text(text.replace("    return X\n", "    return X  # a comment\n"))
+    assert invoke(*args).exit_code == 0  # not a change
+
+
 def test_a_family_resumed_without_its_grids_file_says_to_give_it(tmp_path):
     _table(60)[["a", "amount", "label"]].to_csv(tmp_path / "t.csv", index=False)
     grids = tmp_path / "mine.py"
