@@ -728,14 +728,8 @@ def code_parts(obj) -> dict[str, str]:
             if not _is_users(function) or not hasattr(function, "__code__"):
                 return
             parts[f"{function.__module__}:{function.__qualname__}"] = fingerprint(function)
-            code, names = function.__code__, set()
-            stack = [code]
-            while stack:
-                current = stack.pop()
-                names.update(current.co_names)
-                stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
             namespace = function.__globals__
-            for name in sorted(names & namespace.keys()):
+            for name in sorted(_names_in(function.__code__) & namespace.keys()):
                 value = namespace[name]
                 if isinstance(value, (types.FunctionType, type, functools.partial)) or hasattr(value, "get_params"):
                     walk(value)
@@ -773,13 +767,20 @@ def _changed_parts(then: dict, now: dict) -> str:
     return "; ".join(f"{', '.join(items)} in {shown}" for shown, items in where.items())
 
 
-def _reads(function, code: types.CodeType, seen: frozenset) -> tuple:
-    """What a user's function reads besides its code: defaults, closure cells, globals."""
+def _names_in(code: types.CodeType) -> set[str]:
+    """The global and attribute names ``code`` uses, its nested code's (comprehensions, inner
+    functions) included."""
     names, stack = set(), [code]
-    while stack:  # the names of nested code (comprehensions, inner functions) count too
+    while stack:
         current = stack.pop()
         names.update(current.co_names)
         stack.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    return names
+
+
+def _reads(function, code: types.CodeType, seen: frozenset) -> tuple:
+    """What a user's function reads besides its code: defaults, closure cells, globals."""
+    names = _names_in(code)
     namespace = getattr(function, "__globals__", {})
     cells = []
     for cell in getattr(function, "__closure__", None) or ():
