@@ -1480,7 +1480,19 @@ class LocalPool:
         self.data_ref = path
 
     def submit(self, fn, *args):
-        return self._executor.submit(fn, *args)
+        try:
+            return self._executor.submit(fn, *args)
+        except (EOFError, ConnectionError) as exc:  # starting a worker: the fork server died
+            if _fork_context is None:
+                raise
+            logger.warning("the fork server that starts the workers has gone (%s: %s; it was killed, or failed "
+                           "as printed above); the workers now start without it, each importing "
+                           "scikit-learn itself", type(exc).__name__, exc)
+            stop_fork_server()
+            with contextlib.suppress(Exception):  # the data stays: the task's arguments name it
+                self._executor.shutdown(wait=False, kill_workers=True)
+            self._executor = local_executor(self.n_workers)
+            return self._executor.submit(fn, *args)
 
     def forget(self, estimator_blob: bytes) -> None:
         """Delete the transformed folds of a family whose candidates are all done."""

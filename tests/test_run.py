@@ -1162,6 +1162,26 @@ def test_the_fork_server_never_imports_from_the_working_directory(tmp_path):
     assert not marker.exists()
 
 
+def test_a_fork_server_that_dies_leaves_the_workers_to_start_without_it(tmp_path):
+    """A fork server that fails (here a module it imports raises) or is killed: the run goes on, the
+    workers started by loky; before, the runner stopped with click's bare "Aborted!"."""
+    (tmp_path / "failing_preload.py").write_text("raise KeyError('a module of the fork server failed')\n")
+    code = ("import sys\nimport search\n"
+            "search._WORKER_PRELOAD = (*search._WORKER_PRELOAD, 'failing_preload')\n"
+            "if __name__ == '__main__':\n    sys.argv[0] = 'search'\n    search.main()\n")
+    (tmp_path / "runner.py").write_text(code)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(search.__file__).parent), str(tmp_path)]))
+    done = subprocess.run([sys.executable, "runner.py", "-q", "run", "--grids", QUICK, "--families", "nb,lr",
+                           "--state", "s.pkl", "--n-jobs", "2"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "WARNING: the fork server that starts the workers has gone (EOFError" in done.stderr
+    assert "Aborted" not in done.stderr
+    families = state.load(tmp_path / "s.pkl")["families"]
+    assert all(families[f]["status"] == "done" for f in ("nb", "lr"))
+    assert not any(error for f in ("nb", "lr") for c in families[f]["candidates"].values() for error in c["errors"])
+
+
 def test_a_save_that_fails_on_a_full_disk_is_reported_once_and_keeps_the_last_save(tmp_path, monkeypatch):
     path = tmp_path / "s.pkl"
     real_open_new, opened = state._fileops.open_new, []
