@@ -1454,6 +1454,7 @@ class LocalPool:
     """Worker processes on this machine (loky), each limited to its share of threads."""
 
     loses_inflight = True  # a worker's death breaks the executor and every future in it
+    ahead = 1  # tasks submitted beyond the workers: one waits in the queue, to start the moment one is free
 
     def __init__(self, n_jobs: int):
         import joblib
@@ -1493,6 +1494,9 @@ class LocalPool:
                 self._executor.shutdown(wait=False, kill_workers=True)
             self._executor = local_executor(self.n_workers)
             return self._executor.submit(fn, *args)
+
+    def release(self, future) -> None:
+        """Nothing to do: a local future's result lives in this process only."""
 
     def forget(self, estimator_blob: bytes) -> None:
         """Delete the transformed folds of a family whose candidates are all done."""
@@ -1554,6 +1558,7 @@ class DaskPool:
     """
 
     loses_inflight = False  # dask reschedules the tasks of a lost worker elsewhere
+    ahead = 1  # as a local pool's, unless --n-jobs caps the fits below the cluster's threads (_refresh)
 
     connect_timeout = 10.0  # s: a refused port or unknown host fails at once, a silent one after this
     worker_timeout = 120.0  # s to wait for a first worker (worker jobs may still be queued)
@@ -1676,12 +1681,14 @@ class DaskPool:
 
     def _refresh(self) -> None:
         """Follow workers that join or leave: ``n_workers`` is the cluster's threads, capped by n_jobs."""
-        total = self._total_threads()
+        threads = total = self._total_threads()
         if self._n_jobs > 0:
             total = min(total, self._n_jobs)
         elif self._n_jobs < -1:
             total += self._n_jobs + 1
         self.n_workers = max(1, total)
+        # a task queued ahead waits on a busy worker; under a cap, it would run on an idle one
+        self.ahead = 1 if self.n_workers >= threads else 0
         self._next_refresh = time.monotonic() + self._info_interval
 
     def _check_connected(self) -> None:
@@ -1872,6 +1879,13 @@ class DaskPool:
         if self._client.status in ("closing", "closed"):
             self._check_connected()
         return self._client.submit(fn, *args, pure=False)
+
+    def release(self, future) -> None:
+        """Let the cluster drop a result this runner has read: a future still referenced (by a
+        variable, until it is bound again) would keep it in a worker's memory, and be computed
+        again elsewhere if that worker died."""
+        with contextlib.suppress(Exception):  # a closed client has released everything already
+            future.release()
 
     def wait(self, futures, timeout: float):
         from distributed import wait
@@ -2614,7 +2628,7 @@ class _Runner:
                        [fams[name].blob for name in dict.fromkeys(task.family for task in queue)])
             while True:
                 # dispatch: keep every worker busy, one task queued ahead
-                while queue and len(inflight) < pool.n_workers + 1 and not self._stop:
+                while queue and len(inflight) < pool.n_workers + pool.ahead and not self._stop:
                     # the first task that still fits in the time left (of another family, perhaps)
                     task = next((t for t in queue if deadline is None or self._fits(t, fold_times, deadline)),
                                 None)
@@ -2658,6 +2672,7 @@ class _Runner:
                     try:
                         result = fut.result()
                     except BaseException as exc:  # noqa: BLE001 - classified just below
+                        pool.release(fut)
                         if self._stop:
                             continue
                         lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
@@ -2695,6 +2710,7 @@ class _Runner:
                         failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0, "work": 0.0,
                                   "error": error}
                         result = failed if task.key is None else [failed] * len(task.candidates())
+                    pool.release(fut)  # read: a cluster need not keep it, nor compute it again if lost
                     fam = fams[task.family]
                     self._report_warnings(fam, result)
                     self.report.tasks_run += 1

@@ -432,6 +432,30 @@ def test_a_scheduler_file_stands_for_its_address_and_n_jobs_caps_the_fits(cluste
     assert len(cluster.client.scheduler_info()["workers"]) == 2  # closing left the cluster up
 
 
+def test_n_jobs_caps_the_fits_in_flight_below_the_clusters_threads(tmp_path, cluster):
+    """--n-jobs 1 on two workers: one fit at a time; no task queued ahead, which an idle worker would run."""
+    log = tmp_path / "fits.log"
+    grids = tmp_path / "timed.py"
+    grids.write_text(
+        "import time\nfrom sklearn.datasets import make_classification\nfrom sklearn.dummy import DummyClassifier\n"
+        f"LOG = {str(log)!r}\n"
+        "class Timed(DummyClassifier):\n"
+        "    def fit(self, X, y, sample_weight=None):\n"
+        "        start = time.time()\n        time.sleep(0.3)\n"
+        "        with open(LOG, 'a') as out:\n            out.write(f'{start} {time.time()}\\n')\n"
+        "        return super().fit(X, y, sample_weight)\n"
+        "def load_data():\n    return make_classification(n_samples=60, random_state=0)\n"
+        "FAMILIES = {'timed': (Timed(), {'strategy': ['prior', 'uniform', 'most_frequent', 'stratified']})}\n")
+    report = search.run(search.RunConfig(str(tmp_path / "s.pkl"), grids=str(grids), scheduler=cluster.address,
+                                         n_jobs=1, cv=2, progress=False))
+    assert report.done == ["timed"]
+    spans = sorted(tuple(map(float, line.split())) for line in log.read_text().splitlines())
+    assert len(spans) == 4 * 2 + 1  # the folds and the refit
+    overlaps = [(a, b) for a, b in zip(spans, spans[1:]) if b[0] < a[1] - 0.01]
+    assert not overlaps, overlaps
+
+
+# ------------------------------------------------------------------ faults
 # ------------------------------------------------------------------ faults
 
 
