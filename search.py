@@ -1607,7 +1607,6 @@ class DaskPool:
 
     def _connect(self, address: str):
         """A client of the scheduler at ``address``, or a SearchError that names the address."""
-        import json
         import socket
 
         from distributed import Client
@@ -1616,13 +1615,20 @@ class DaskPool:
         fix = ("check that `dask scheduler` runs there and that the address is the one it prints as "
                "'Scheduler at:' (port 8786 unless set; 8787 is its dashboard, not the scheduler)")
         target = address
-        if "://" not in address and address.endswith(".json") and not os.path.exists(address):
-            raise SearchError(f"--scheduler {address}: no such scheduler file; give the path that "
-                              "`dask scheduler --scheduler-file PATH` wrote, or the address tcp://HOST:PORT")
-        try:
+        if "://" not in address:
+            typo = re.match(r"(tcp|tls|inproc|ucx|ws|wss)(?::/?|//)(?!/)(?!\d+$)(.+)", address)
+            if typo:
+                raise SearchError(f"--scheduler {address}: a scheme is followed by '://'; did you mean "
+                                  f"{typo[1]}://{typo[2]}?")
+            if os.path.isdir(address):
+                raise SearchError(f"--scheduler {address} is a directory; give the scheduler file in it "
+                                  "(`dask scheduler --scheduler-file PATH` writes it), or tcp://HOST:PORT")
             if os.path.isfile(address):  # written by `dask scheduler --scheduler-file PATH`
-                with open(address) as file:
-                    target = json.load(file)["address"]
+                target = self._read_scheduler_file(address)
+            elif address.endswith((".json", ".txt")) or os.sep in address:
+                raise SearchError(f"--scheduler {address}: no such scheduler file; give the path that "
+                                  "`dask scheduler --scheduler-file PATH` wrote, or the address tcp://HOST:PORT")
+        try:
             scheme, location = parse_address(target, strict=False)
             if scheme in ("tcp", "tls"):  # distributed retries a refused port until its timeout
                 socket.create_connection(parse_host_port(location), timeout=self.connect_timeout).close()
@@ -1651,6 +1657,33 @@ class DaskPool:
         reason = (f"{type(error).__name__}: {error}" if error is not None
                   else f"no dask handshake within {self.connect_timeout:g} s")
         raise SearchError(f"--scheduler {address}: no dask scheduler answers there ({reason}); {fix}")
+
+    @staticmethod
+    def _read_scheduler_file(path: str) -> str:
+        """The address a scheduler file holds: the JSON ``dask scheduler --scheduler-file`` writes, or a
+        line with the address alone (as a script writes ``cluster.scheduler_address`` to a file)."""
+        import json
+
+        try:
+            with open(path) as file:
+                text = file.read()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SearchError(f"--scheduler {path}: cannot read the scheduler file ({exc})") from None
+        if not text.strip():
+            raise SearchError(
+                f"--scheduler {path}: the scheduler file is empty (the scheduler may not have written it "
+                f"yet); wait until it is, as the README's job scripts do: while [ ! -s {shlex.quote(path)} ]; "
+                "do sleep 1; done")
+        try:
+            return json.loads(text)["address"]
+        except (ValueError, KeyError, TypeError):
+            line = text.strip()
+            if "\n" not in line and re.fullmatch(r"[\w.+-]+://\S+|[\w.-]+:\d+", line):
+                return line
+        raise SearchError(
+            f"--scheduler {path} is not a scheduler file (the JSON that `dask scheduler --scheduler-file "
+            f"PATH` writes, with an \"address\"), nor a file holding an address (tcp://HOST:PORT); it "
+            f"begins {text.strip()[:40]!r}")
 
     def _wait_for_workers(self) -> None:
         deadline = time.monotonic() + self.worker_timeout
@@ -3933,7 +3966,8 @@ def _exit_quickly() -> None:
               help="Stop starting work that cannot finish within this time (90s, 30m, 2h); exit 3.")
 @click.option("--restart", is_flag=True, help="Start over; the old state file is kept as a backup.")
 @click.option("--redo-changed", is_flag=True, help="Search again families whose grid or estimator changed.")
-@click.option("--scheduler", help="A dask scheduler address (tcp://HOST:PORT), or 'local'.")
+@click.option("--scheduler", help="A dask scheduler address (tcp://HOST:PORT), the file `dask scheduler "
+              "--scheduler-file PATH` writes, or 'local'.")
 @_verbosity
 @click.pass_context
 def run_command(ctx, state_path, data, target, task, grids, families, cv, scoring, n_jobs,

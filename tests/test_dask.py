@@ -541,6 +541,30 @@ def test_unreachable_scheduler_exits_1_at_once_naming_it(tmp_path):
     assert "check that `dask scheduler` runs there" in result.output
 
 
+@pytest.mark.parametrize("given, content, message", [
+    ("tcp//127.0.0.1:8786", None, "a scheme is followed by '://'; did you mean tcp://127.0.0.1:8786?"),
+    ("tcp:127.0.0.1:8786", None, "a scheme is followed by '://'; did you mean tcp://127.0.0.1:8786?"),
+    ("sched.json", "", "the scheduler file is empty (the scheduler may not have written it yet); wait until"),
+    ("sched.json", '{"id": 1}', 'is not a scheduler file (the JSON that `dask scheduler --scheduler-file PATH` '
+                                'writes, with an "address"), nor a file holding an address'),
+    ("nope.txt", None, "no such scheduler file; give the path that `dask scheduler --scheduler-file PATH`"),
+    (".", None, "is a directory; give the scheduler file in it"),
+    ("address.txt", "tcp://127.0.0.1:{port}\n", "cannot reach a dask scheduler at tcp://127.0.0.1:{port}, the "
+                                                 "address it holds (ConnectionRefusedError"),
+])
+def test_a_mistyped_address_or_a_bad_scheduler_file_is_named(tmp_path, monkeypatch, given, content, message):
+    """A plain address in a file (dask-jobqueue's scripts write one) is read as the address."""
+    monkeypatch.chdir(tmp_path)
+    port = free_port()  # nothing listens there
+    if content is not None:
+        (tmp_path / given).write_text(content.replace("{port}", str(port)))
+    result = invoke(*run_args(tmp_path / "s.pkl", QUICK, given))
+    assert result.exit_code == 1
+    assert f"--scheduler {given}" in result.output and message.replace("{port}", str(port)) in result.output, \
+        result.output
+    assert "Traceback" not in result.output and not (tmp_path / "s.pkl").exists()
+
+
 @pytest.mark.parametrize("address", ["", "  "])
 def test_an_empty_scheduler_address_is_bad_usage_not_a_local_run(tmp_path, address):
     """`--scheduler "$(cat scheduler.txt)"` of an empty file must not run every fit on the login node."""
