@@ -3684,27 +3684,30 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"the table has {len(features)}: {', '.join(map(str, features))}; give exactly the "
             "training columns, in the training order"
         )
-    frame = frame[features]
-    if "text_columns" in info:  # each column as the model got it in training, as predict_csv reads it
-        frame = frame.copy()
-        for column in info["text_columns"]:
-            if column in frame.columns:
-                frame[column] = _as_text(frame[column])
-        for column in set(features) - set(info["text_columns"]):
+    retyped = {}  # each column as the model got it in training, as predict_csv reads it
+    if "text_columns" in info:
+        text = set(info["text_columns"])
+        for column in features:
             values = frame[column]
+            if column in text:
+                as_text = _as_text(values)
+                if as_text is not values:
+                    retyped[column] = as_text
+                continue
             if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
                 continue
             numbers = pd.to_numeric(values, errors="coerce")
             bad = values[numbers.isna() & values.notna()]
-            if not len(bad):
-                frame[column] = numbers  # "12" is the number 12, as in a CSV, not an unknown category
-            else:
+            if len(bad):
                 raise SearchError(
                     f"column {column!r} held numbers in training, and here holds text in {len(bad)} "
                     f"row{'s' if len(bad) > 1 else ''} ({_examples(pd.unique(bad))}; the first is "
                     f"row {bad.index[0] + 1} of the data); write numbers there, and leave a missing "
                     "value's cell empty"
                 )
+            retyped[column] = numbers  # "12" is the number 12, as in a CSV, not an unknown category
+    # a new table of the columns as they are, but for those retyped: the caller's rows stay as given
+    frame = pd.DataFrame({c: retyped.get(c, frame[c]) for c in features}) if retyped else frame[features]
     if proba and not hasattr(estimator, "predict_proba"):
         raise SearchError(
             f"the best estimator of family {name!r} has no predict_proba "
