@@ -2609,8 +2609,8 @@ class _Runner:
             elif "removed" not in entry and entry.get("grids", self.state["run"]["grids"]) == grids.source:
                 entry["removed"] = _now()
                 self._dirty = True
-                logger.warning("family %r is no longer in %s: its results stay in %s, and `search best`, "
-                               "`export` and `predict` leave it out (--family %s still uses it)",
+                logger.warning("family %r is no longer in %s: its results stay in %s; `search best` leaves it "
+                               "out, and so do `export` and `predict` unless given --family %s",
                                name, grids.source, self.path, name)
 
     # ---- the loop

@@ -197,6 +197,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="before each run, wait for the machine to be less busy than this (0-1)")
     args = parser.parse_args(argv)
     args.grids = args.grids.resolve()  # the runs start in a temporary directory
+    if not args.grids.is_file():
+        parser.error(f"{args.grids} does not exist: W1 is in shared/bench/ beside this checkout; "
+                     "give its path (or another grids file) with --grids PATH")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the cluster on the way out
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="dask-vs-local-") as tmp:

@@ -564,6 +564,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet-timeout", type=float, default=300.0,
                         help="wait at most this many seconds for that (default 300)")
     opts = parser.parse_args(argv)
+    if not opts.report and not (opts.bench_dir / "naive_loop.py").is_file():
+        parser.error(f"{opts.bench_dir} holds no naive_loop.py: the hand-written loop and W1 are in "
+                     "shared/bench/ beside this checkout; give their directory with --bench-dir DIR")
     global NICE
     NICE = opts.nice
     if opts.report:
