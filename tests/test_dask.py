@@ -22,7 +22,7 @@ import cloudpickle
 import psutil
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, HERE, assert_same_as_gridsearch, import_file, reference, run_search, start
+from conftest import GRIDS, HERE, W1, assert_same_as_gridsearch, import_file, reference, run_search, start
 from sklearn.model_selection import GridSearchCV
 
 import search
@@ -455,6 +455,25 @@ def test_n_jobs_caps_the_fits_in_flight_below_the_clusters_threads(tmp_path, clu
     assert not overlaps, overlaps
 
 
+def _results_held(dask_scheduler) -> int:
+    """Results of fits and refits the cluster keeps in memory."""
+    return sum(1 for key, task in dask_scheduler.tasks.items()
+               if str(key).startswith(("fit_fold-", "refit-")) and task.state == "memory")
+
+
+def test_results_read_are_released_on_the_cluster(tmp_path, cluster):
+    """A result the runner has read is released at once: not kept in a worker's memory for the run,
+    nor computed again elsewhere when that worker dies."""
+    proc = start(["-q", *run_args(tmp_path / "s.pkl", str(W1), cluster.address)], tmp_path)
+    held = []
+    while proc.poll() is None:
+        held.append(cluster.client.run_on_scheduler(_results_held))
+        time.sleep(0.05)
+    assert proc.wait() == 0, proc.stderr.read()
+    assert len(held) > 10 and max(held) <= 3, held  # finished, not read yet: at most one per task in flight
+
+
+# ------------------------------------------------------------------ faults
 # ------------------------------------------------------------------ faults
 # ------------------------------------------------------------------ faults
 
