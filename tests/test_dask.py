@@ -22,7 +22,7 @@ import cloudpickle
 import psutil
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, HERE, W1, assert_same_as_gridsearch, import_file, reference, run_search, start
+from conftest import GRIDS, HERE, assert_same_as_gridsearch, import_file, reference, run_search, start
 from sklearn.model_selection import GridSearchCV
 
 import search
@@ -464,7 +464,7 @@ def _results_held(dask_scheduler) -> int:
 def test_results_read_are_released_on_the_cluster(tmp_path, cluster):
     """A result the runner has read is released at once: not kept in a worker's memory for the run,
     nor computed again elsewhere when that worker dies."""
-    proc = start(["-q", *run_args(tmp_path / "s.pkl", str(W1), cluster.address)], tmp_path)
+    proc = start(["-q", *run_args(tmp_path / "s.pkl", str(GRIDS / "w1_copy.py"), cluster.address)], tmp_path)
     held = []
     while proc.poll() is None:
         held.append(cluster.client.run_on_scheduler(_results_held))
