@@ -269,11 +269,16 @@ def _read_csv(path: str, target: str | None) -> Dataset:
 _PADDED = r"[-+]?0\d+"  # a number written with leading zeros: 02134, 007
 
 
+def _text_sample(values):
+    """Up to 10,000 of the values present, made text and stripped (a million cells take a third of a
+    second; a sample tells what the values look like)."""
+    present = values.dropna()
+    return present.sample(n=min(len(present), 10_000), random_state=0).astype(str).str.strip()
+
+
 def _zero_padded(values) -> bool:
     """Whether text values include numbers written with leading zeros: codes kept as text on purpose."""
-    sample = values.dropna()
-    sample = sample.sample(n=min(len(sample), 10_000), random_state=0).astype(str).str.strip()
-    return bool(sample.str.fullmatch(_PADDED).any())
+    return bool(_text_sample(values).str.fullmatch(_PADDED).any())
 
 
 def _warn_leading_zeros(path: str, frame, target: str) -> None:
@@ -482,8 +487,7 @@ def _numbers_in_text(values) -> str | None:
     present = values.dropna()
     if len(present) == 0:
         return None
-    # the sample first: made text and stripped, a million cells take a third of a second
-    sample = present.sample(n=min(len(present), 10_000), random_state=0).astype(str).str.strip()
+    sample = _text_sample(present)
 
     def plain(t):
         return t.str.replace(r"(?<=\d),(?=\d{3}\b)", "", regex=True)
@@ -630,7 +634,9 @@ def _canonical(obj, seen: frozenset = frozenset()):
         described = ("function", getattr(obj, "__module__", None), obj.__qualname__, body)
         if code is None or not _is_users(obj) or id(obj) in seen:
             return described
-        return described + (_reads(obj, code, seen | {id(obj)}),)
+        described += (_reads(obj, code, seen | {id(obj)}),)
+        _part(obj.__module__, obj.__qualname__, described)
+        return described
     if isinstance(obj, types.CodeType):  # nested code (comprehensions, inner functions): no addresses
         return ("code", obj.co_code, obj.co_names, tuple(_canonical(c) for c in obj.co_consts))
     if isinstance(obj, type):
@@ -640,7 +646,9 @@ def _canonical(obj, seen: frozenset = frozenset()):
         members = tuple((k, _value(getattr(v, "__func__", v), seen)) for k, v in sorted(vars(obj).items())
                         if not (k.startswith("__") and k.endswith("__")) or k == "__init__")
         bases = tuple(_canonical(b, seen) for b in obj.__bases__)
-        return ("type", _qualname(obj), bases, members)
+        described = ("type", _qualname(obj), bases, members)
+        _part(obj.__module__, obj.__qualname__, described)
+        return described
     if isinstance(obj, types.ModuleType):
         return ("module", obj.__name__)
     if isinstance(obj, property):
@@ -667,7 +675,10 @@ _USERS_MODULES: contextvars.ContextVar[frozenset | None] = contextvars.ContextVa
 
 
 def _is_users(obj) -> bool:
-    module = getattr(obj, "__module__", None)
+    return _is_users_module(getattr(obj, "__module__", None))
+
+
+def _is_users_module(module: str | None) -> bool:
     given = _USERS_MODULES.get()
     if given is not None:
         return module in given
@@ -694,67 +705,35 @@ def code_fingerprints(blobs: list[bytes], users: frozenset) -> list[str]:
         _USERS_MODULES.reset(token)
 
 
-def code_parts(obj) -> dict[str, str]:
-    """The pieces of the user's own code ``obj`` uses, each with its fingerprint: functions and
-    classes (named ``module:qualname``) and the module-level values they read (``module:NAME``).
+def fingerprint_and_parts(obj) -> tuple[str, dict[str, str]]:
+    """:func:`fingerprint` of ``obj``, and the pieces of the user's own code it covers, each with
+    its own fingerprint: functions and classes (named ``module:qualname``) and the module-level
+    values they read (``module:NAME``).
 
-    The family's fingerprint covers them all at once; kept beside it, they say which piece an
-    edit changed. A function's fingerprint covers what it reads, so a changed constant changes
-    the functions that read it as well.
+    Kept beside the family's fingerprint, the pieces say which one an edit changed. A
+    function's fingerprint covers what it reads, so a changed constant changes the functions
+    that read it as well.
     """
-    import inspect
-
     parts: dict[str, str] = {}
-    seen: set[int] = set()
+    token = _CODE_PARTS.set(parts)
+    try:
+        return fingerprint(obj), parts
+    finally:
+        _CODE_PARTS.reset(token)
 
-    def walk(o) -> None:
-        if id(o) in seen or o is None or isinstance(o, (str, bytes, bool, numbers.Number, types.ModuleType)):
-            return
-        seen.add(id(o))
-        if hasattr(o, "get_params") and not isinstance(o, type):
-            walk(type(o))
-            for value in o.get_params(deep=False).values():
-                walk(value)
-        elif isinstance(o, dict):
-            for value in o.values():
-                walk(value)
-        elif isinstance(o, (list, tuple, set, frozenset)):
-            for value in o:
-                walk(value)
-        elif isinstance(o, functools.partial):
-            walk(o.func), walk(o.args), walk(o.keywords)
-        elif isinstance(o, (types.FunctionType, types.MethodType)):
-            function = inspect.unwrap(getattr(o, "__func__", o))  # scikit-learn wraps transform
-            if not _is_users(function) or not hasattr(function, "__code__"):
-                return
-            parts[f"{function.__module__}:{function.__qualname__}"] = fingerprint(function)
-            namespace = function.__globals__
-            for name in sorted(_names_in(function.__code__) & namespace.keys()):
-                value = namespace[name]
-                if isinstance(value, (types.FunctionType, type, functools.partial)) or hasattr(value, "get_params"):
-                    walk(value)
-                elif not isinstance(value, types.ModuleType):
-                    parts[f"{function.__module__}:{name}"] = hashlib.sha256(
-                        repr(_value(value, frozenset())).encode()).hexdigest()[:16]
-            cells = []
-            for cell in function.__closure__ or ():
-                with contextlib.suppress(ValueError):  # an empty cell: a variable not yet bound
-                    cells.append(cell.cell_contents)
-            for value in (*(function.__defaults__ or ()), *(function.__kwdefaults__ or {}).values(), *cells):
-                walk(value)
-        elif isinstance(o, type) and _is_users(o):
-            parts[f"{o.__module__}:{o.__qualname__}"] = fingerprint(o)
-            for value in vars(o).values():
-                walk(getattr(value, "__func__", value))
-            for base in o.__bases__:
-                walk(base)
 
-    walk(obj)
-    return parts
+# Where _canonical records the pieces of user code it describes (None: it does not).
+_CODE_PARTS: contextvars.ContextVar[dict | None] = contextvars.ContextVar("code_parts", default=None)
+
+
+def _part(module, name: str, described) -> None:
+    parts = _CODE_PARTS.get()
+    if parts is not None:
+        parts[f"{module}:{name}"] = hashlib.sha256(repr(described).encode()).hexdigest()[:16]
 
 
 def _changed_parts(then: dict, now: dict) -> str:
-    """The pieces of code (see :func:`code_parts`) that differ, named as the user wrote them."""
+    """The pieces of code (see :func:`fingerprint_and_parts`) that differ, named as the user wrote them."""
     names = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
     if not names:
         return ""
@@ -788,11 +767,19 @@ def _reads(function, code: types.CodeType, seen: frozenset) -> tuple:
             cells.append(_value(cell.cell_contents, seen))
         except ValueError:  # an empty cell: a variable not yet bound
             cells.append(None)
+    read = tuple((n, _value(namespace[n], seen)) for n in sorted(names) if n in namespace)
+    module = namespace.get("__name__")
+    if _is_users_module(module):  # its constants and tables (not a library's that wraps it)
+        for n, described in read:
+            value = namespace[n]
+            if not (isinstance(value, (types.FunctionType, types.ModuleType, functools.partial, type))
+                    or hasattr(value, "get_params")):
+                _part(module, n, described)
     return (
         _value(getattr(function, "__defaults__", None), seen),
         _value(getattr(function, "__kwdefaults__", None), seen),
         tuple(cells),
-        tuple((n, _value(namespace[n], seen)) for n in sorted(names) if n in namespace),
+        read,
     )
 
 
@@ -2537,7 +2524,7 @@ class _Runner:
             estimator, grid = grids.families[name]
             candidates = list(ParameterGrid(grid))
             keys = _distinct([candidate_key(c) for c in candidates])
-            estimator_fp, grid_fp = fingerprint(estimator), fingerprint(grid)
+            (estimator_fp, parts), grid_fp = fingerprint_and_parts(estimator), fingerprint(grid)
             entry = self.state["families"].get(name)
             kept = kept_folds = None
             if entry is not None and entry["status"] == "failed":
@@ -2546,7 +2533,7 @@ class _Runner:
             elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
                     != (estimator_fp, grid_fp):
                 if not self.config.redo_changed:
-                    changed.append((name, _what_changed(entry, estimator, estimator_fp, grid_fp, candidates)))
+                    changed.append((name, _what_changed(entry, estimator, estimator_fp, parts, grid_fp, candidates)))
                     continue
                 same_estimator = entry["estimator_fingerprint"] == estimator_fp
                 kept = {k: v for k, v in entry["candidates"].items()
@@ -2570,12 +2557,12 @@ class _Runner:
                     "folds": kept_folds or {},
                     "time_spent": kept_time,  # the kept candidates' fits and scores, as saved
                     "grids": grids.source,
-                    "code_parts": code_parts(estimator),  # to name the piece an edit changes
+                    "code_parts": parts,  # to name the piece an edit changes
                 }
                 self._dirty = True
             entry.setdefault("folds", {})  # files of version 1 before fold-level progress
             if "code_parts" not in entry:  # files from before they were kept: the code is the same
-                entry["code_parts"] = code_parts(estimator)
+                entry["code_parts"] = parts
             blob = cloudpickle.dumps(estimator, protocol=5)
             prepared.append(_Family(name, estimator, blob, candidates, keys, entry,
                                     growth_chains(estimator, candidates), self._fold_offset(estimator)))
@@ -2705,7 +2692,6 @@ class _Runner:
                     try:
                         result = fut.result()
                     except BaseException as exc:  # noqa: BLE001 - classified just below
-                        pool.release(fut)
                         if self._stop:
                             continue
                         lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
@@ -2743,7 +2729,8 @@ class _Runner:
                         failed = {"score": np.nan, "fit_time": 0.0, "score_time": 0.0, "work": 0.0,
                                   "error": error}
                         result = failed if task.key is None else [failed] * len(task.candidates())
-                    pool.release(fut)  # read: a cluster need not keep it, nor compute it again if lost
+                    finally:
+                        pool.release(fut)  # read: a cluster need not keep it, nor compute it again if lost
                     fam = fams[task.family]
                     self._report_warnings(fam, result)
                     self.report.tasks_run += 1
@@ -3111,14 +3098,14 @@ def _data_summary(data: dict, before: dict | None = None) -> str:
     return text
 
 
-def _what_changed(entry: dict, estimator, estimator_fp: str, grid_fp: str, candidates: list) -> str:
+def _what_changed(entry: dict, estimator, estimator_fp: str, parts: dict, grid_fp: str, candidates: list) -> str:
     """What differs between a family as saved and as defined now, and what --redo-changed keeps."""
     saved = len(entry["candidates"])
     if entry["estimator_fingerprint"] != estimator_fp:
         then, now = entry.get("estimator", ""), _stable_repr(estimator)
-        parts = _changed_parts(entry["code_parts"], code_parts(estimator)) if "code_parts" in entry else ""
+        edited = _changed_parts(entry["code_parts"], parts) if "code_parts" in entry else ""
         what = (f"the estimator, {_change(then, now)}" if then != now else
-                f"the code of yours it uses: {parts}" if parts else
+                f"the code of yours it uses: {edited}" if edited else
                 "the estimator's code (its class, or a function, constant or module of yours it uses)")
         also = " (and the parameter grid)" if entry["grid_fingerprint"] != grid_fp else ""
         return f"{what}{also}; --redo-changed keeps none of its {saved} saved candidates"
