@@ -123,6 +123,7 @@ class Dataset:
     source: str
     target: str | None = None
     decimals_target: object = None  # y as read before its whole numbers were made integers again
+    boolean_X: object = None  # X as read before its columns of True/False were made 1 and 0
 
 
 def load_dataset(data: str | None, target: str | None, load_data=None, task=None) -> Dataset:
@@ -263,7 +264,43 @@ def _read_csv(path: str, target: str | None) -> Dataset:
     _warn_leading_zeros(path, frame, target)
     y = frame.pop(target)
     whole = _whole_numbers(y) if missing.any() else y
-    return Dataset(frame, whole, str(path), target, decimals_target=None if whole is y else y)
+    X = _booleans_as_numbers(frame)
+    return Dataset(X, whole, str(path), target, decimals_target=None if whole is y else y,
+                   boolean_X=None if X is frame else frame)
+
+
+def boolean_columns(X) -> list[str]:
+    """The columns of a table that hold True and False only (and maybe missing values)."""
+    import pandas as pd
+
+    dtypes = getattr(X, "dtypes", None)
+    if not isinstance(dtypes, pd.Series):
+        return []
+    types = pd.api.types
+    return [str(c) for i, (c, dtype) in enumerate(dtypes.items())
+            if types.is_bool_dtype(dtype)
+            or (types.is_object_dtype(dtype) and types.infer_dtype(X.iloc[:, i], skipna=True) == "boolean")]
+
+
+def _booleans_as_numbers(frame):
+    """``frame`` with its columns of True and False as the numbers 1.0 and 0.0 (missing: NaN).
+
+    pandas reads such a column as booleans, or, with an empty cell, as Python objects: to the
+    built-in families the first is a category their imputer refuses (every fit fails), the second
+    one whose categories are True and False, which the same file read again for ``search predict``
+    does not give (its text columns are read as text). As numbers, both are amounts of 0 and 1, and
+    a model gets them as such from any source: booleans, 1 and 0, or the text of a CSV.
+    """
+    import numpy as np
+
+    booleans = set(boolean_columns(frame))
+    columns = [c for c in frame.columns if str(c) in booleans]
+    if not columns:
+        return frame
+    frame = frame.copy()
+    for column in columns:
+        frame[column] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
+    return frame
 
 
 _PADDED = r"[-+]?0\d+"  # a number written with leading zeros: 02134, 007
@@ -2392,7 +2429,7 @@ class _Runner:
             data = None
         run_info = self._run_info(grids, data)
         if data is not None and data["run"]["data"]["fingerprint"] != run_info["data"]["fingerprint"]:
-            self._keep_decimals_target(data["run"]["data"]["fingerprint"], run_info)
+            self._keep_older_reading(data["run"]["data"]["fingerprint"], run_info)
         if data is None:
             return {
                 "format_version": FORMAT_VERSION,
@@ -2404,22 +2441,29 @@ class _Runner:
             }
         self._check_run(data["run"], run_info)
         data["environment"] = state.environment()
-        data["run"]["data"].setdefault("text_columns", run_info["data"]["text_columns"])  # same data
+        for key in ("text_columns", "boolean_columns"):  # same data: a state of before them gets them
+            data["run"]["data"].setdefault(key, run_info["data"][key])
         data["run"]["family_order"] = run_info["family_order"] + [
             f for f in data["run"]["family_order"] if f not in run_info["family_order"]
         ]
         return data
 
-    def _keep_decimals_target(self, saved_fingerprint: str, run_info: dict) -> None:
-        """A state begun before whole-number targets with missing cells were read as integers goes
-        on with the decimals it was begun with, rather than being refused as other data (the data
-        is hashed again only for such a state)."""
+    def _keep_older_reading(self, saved_fingerprint: str, run_info: dict) -> None:
+        """A state begun before the file was read as it is now goes on with the data as it was read
+        then, rather than being refused as other data (the data is hashed again only for such a
+        state): a whole-number target with missing cells was decimals; columns of True and False
+        were booleans (categories), not 1 and 0."""
         import dataclasses
 
-        older = self.dataset.decimals_target
-        if older is not None and data_fingerprint(self.dataset.X, older, like=saved_fingerprint) == saved_fingerprint:
-            self.dataset = dataclasses.replace(self.dataset, y=older, decimals_target=None)
-            run_info["data"]["fingerprint"] = saved_fingerprint
+        d = self.dataset
+        readings = [(X, y) for X in (d.X, d.boolean_X) for y in (d.y, d.decimals_target)
+                    if X is not None and y is not None][1:]
+        for X, y in readings:
+            if data_fingerprint(X, y, like=saved_fingerprint) == saved_fingerprint:
+                self.dataset = dataclasses.replace(d, X=X, y=y, decimals_target=None, boolean_X=None)
+                run_info["data"]["fingerprint"] = saved_fingerprint
+                run_info["data"]["text_columns"] = text_columns(X)
+                return
 
     def _run_info(self, grids, previous) -> dict:
         import joblib
@@ -2440,6 +2484,8 @@ class _Runner:
                 "columns": columns,
                 "n_features": X.shape[1] if getattr(X, "ndim", 0) == 2 else None,
                 "text_columns": text_columns(X),
+                # those that held True and False in the file (given to the model as 1 and 0)
+                "boolean_columns": boolean_columns(X if self.dataset.boolean_X is None else self.dataset.boolean_X),
                 # how the saved one was made: a state of before the fast hashes of tables goes on
                 "fingerprint": data_fingerprint(X, y, like=previous and previous["run"]["data"]["fingerprint"]),
             },
@@ -3510,7 +3556,7 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
             out.write(payload)
     run_data = data["run"]["data"]
     return Export(name, fmt, output, untrusted, list(run_data.get("columns", [])),
-                  list(run_data.get("text_columns", [])))
+                  [c for c in run_data.get("text_columns", []) if c in _text_in_training(run_data)])
 
 
 def _new_file_mode() -> int:
@@ -3599,8 +3645,10 @@ def text_columns(X) -> list[str]:
     dtypes = getattr(X, "dtypes", None)
     if not isinstance(dtypes, pd.Series):
         return []
+    booleans = set(boolean_columns(X))
     return [str(c) for c, dtype in dtypes.items()
-            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype))]
+            if not (pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_datetime64_any_dtype(dtype))
+            and str(c) not in booleans]
 
 
 def predict_frame(path: str, frame, family: str | None = None, proba: bool = False):
@@ -3628,12 +3676,19 @@ def predict_csv(path: str, csv: str, family: str | None = None, proba: bool = Fa
     then is read as text here, whatever its values look like in this file.
     """
     data = read_state(path)
-    frame = read_table(csv, text_columns=data["run"]["data"].get("text_columns", ()))
+    frame = read_table(csv, text_columns=_text_in_training(data["run"]["data"]))
     if len(frame) == 0:
         raise SearchError(f"--data {csv} has no rows to predict for")
     added = _predictions(data, frame, family, proba)
     del frame  # the rows as typed for the model go before the rows as written come: one table at a time
     return _with_predictions(read_table(csv, as_written=True), added)
+
+
+def _text_in_training(info: dict) -> set:
+    """The columns that were text in training. A column of True and False was text (categories) to a
+    state begun before such columns were read as numbers; its model knows booleans, not the text
+    "True", and gets them as it did."""
+    return set(info.get("text_columns", ())) - set(info.get("boolean_columns", ()))
 
 
 def _with_predictions(out, added: dict):
@@ -3673,7 +3728,7 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
         )
     retyped = {}  # each column as the model got it in training, as predict_csv reads it
     if "text_columns" in info:
-        text = set(info["text_columns"])
+        text = _text_in_training(info)
         for column in features:
             values = frame[column]
             if column in text:
@@ -3681,15 +3736,18 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
                 if as_text is not values:
                     retyped[column] = as_text
                 continue
-            if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype):
-                continue
+            if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype) \
+                    or pd.api.types.infer_dtype(values, skipna=True) == "boolean":
+                continue  # booleans (with missing values) go as they are: to a model of 0 and 1, they are
             numbers = pd.to_numeric(values, errors="coerce")
             bad = values[numbers.isna() & values.notna()]
             if len(bad):
+                held, write = (("True and False", "write True or False (or 1 or 0)")
+                               if column in info.get("boolean_columns", ()) else ("numbers", "write numbers"))
                 raise SearchError(
-                    f"column {column!r} held numbers in training, and here holds text in {len(bad)} "
+                    f"column {column!r} held {held} in training, and here holds text in {len(bad)} "
                     f"row{'s' if len(bad) > 1 else ''} ({_examples(pd.unique(bad))}; the first is "
-                    f"row {bad.index[0] + 1} of the data); write numbers there, and leave a missing "
+                    f"row {bad.index[0] + 1} of the data); {write} there, and leave a missing "
                     "value's cell empty"
                 )
             retyped[column] = numbers  # "12" is the number 12, as in a CSV, not an unknown category

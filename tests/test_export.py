@@ -623,3 +623,77 @@ def test_predict_frame_gives_each_column_as_in_training_whatever_its_python_type
     assert unseen["proba_yes"][0] != pytest.approx(expected[0])
     missing = search.predict_frame(path, pd.DataFrame([{"x": 0.5, "zone": None, "store": None}]))
     assert missing["prediction"][0] in ("yes", "no")
+
+
+def true_false_table(tmp_path, gaps: bool):
+    """A CSV whose column `member` (True/False, empty cells if ``gaps``) decides the label."""
+    rng = np.random.default_rng(1)
+    n = 150
+    member = rng.choice([True, False], n)
+    frame = pd.DataFrame({"x": rng.normal(size=n), "member": member.astype(object),
+                          "label": np.where(member, "yes", "no")})
+    if gaps:
+        frame.loc[[3, 40, 77], "member"] = None
+    csv = tmp_path / ("gaps.csv" if gaps else "full.csv")
+    frame.to_csv(csv, index=False)
+    return csv, frame
+
+
+@pytest.mark.parametrize("gaps", [False, True])
+def test_true_false_columns_are_searched_and_predicted_as_in_training(tmp_path, gaps):
+    """Without gaps, pandas reads booleans, which the built-in imputer refused (every fit failed);
+    with gaps, Python objects True/False, which predict read back as the unknown text "True"."""
+    csv, frame = true_false_table(tmp_path, gaps)
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label",
+                    "--families", "lr,nb", "--cv", "3", "--n-jobs", "1")
+    assert result.exit_code == 0, result.output
+    data = state.load(path)
+    assert data["run"]["data"]["boolean_columns"] == ["member"]
+    assert "member" not in data["run"]["data"]["text_columns"]
+    out = tmp_path / "pred.csv"
+    assert invoke("predict", "--state", str(path), "--data", str(csv), "-o", str(out)).exit_code == 0
+    predicted = pd.read_csv(out)["prediction"]
+    known = frame["member"].notna()
+    assert (predicted[known] == frame["label"][known]).all()
+    # the model alone, given the rows as pandas reads them or as JSON would have them, agrees
+    model = search.load_best(str(path))
+    assert model.predict(pd.read_csv(csv)[["x", "member"]]).tolist() == predicted.tolist()
+    rows = pd.DataFrame({"x": [0.0, 0.0, 0.0], "member": [True, False, None]})
+    assert search.predict_frame(str(path), rows)["prediction"].tolist()[:2] == ["yes", "no"]
+
+
+def test_text_in_a_true_false_column_is_named_as_such(tmp_path):
+    csv, _ = true_false_table(tmp_path, gaps=False)
+    path = tmp_path / "s.pkl"
+    assert invoke("run", "--state", str(path), "--data", str(csv), "--target", "label", "--families", "nb",
+                  "--cv", "3", "--n-jobs", "1").exit_code == 0
+    new = tmp_path / "new.csv"
+    new.write_text("x,member\n0.1,yes\n0.2,no\n0.3,1\n")
+    result = invoke("predict", "--state", str(path), "--data", str(new))
+    assert result.exit_code == 1
+    assert ("column 'member' held True and False in training, and here holds text in 2 rows ('yes', 'no'; "
+            "the first is row 1 of the data); write True or False (or 1 or 0) there") in result.output
+
+
+def test_a_state_begun_with_true_false_as_categories_resumes_and_predicts_with_them(tmp_path, monkeypatch):
+    """States begun before True/False columns were read as 1 and 0 go on with the booleans, and
+    predict gives them booleans, not the text "True" (an unknown category)."""
+    csv, frame = true_false_table(tmp_path, gaps=True)
+    path = tmp_path / "s.pkl"
+    with monkeypatch.context() as before:
+        before.setattr(search, "_booleans_as_numbers", lambda frame: frame)
+        before.setattr(search, "boolean_columns", lambda X: [])
+        result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label",
+                        "--families", "lr", "--cv", "3", "--n-jobs", "1")
+    assert result.exit_code == 0, result.output
+    older = state.load(path)
+    assert older["run"]["data"].pop("boolean_columns") == [] and older["run"]["data"]["text_columns"] == ["member"]
+    state.save(path, older)
+    result = invoke("run", "--state", str(path), "--data", str(csv), "--target", "label",
+                    "--families", "lr,nb", "--cv", "3", "--n-jobs", "1")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "pred.csv"
+    assert invoke("predict", "--state", str(path), "--data", str(csv), "-o", str(out)).exit_code == 0
+    known = frame["member"].notna()
+    assert (pd.read_csv(out)["prediction"][known] == frame["label"][known]).all()
