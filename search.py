@@ -28,6 +28,7 @@ import contextvars
 import functools
 import gc
 import hashlib
+import io
 import logging
 import math
 import numbers
@@ -209,6 +210,10 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
             "or convert it, e.g. "
             f"iconv -f latin1 -t utf-8 {shlex.quote(path)} > converted.csv"
         ) from None
+    except ImportError:  # a .zst file without the zstandard package
+        raise SearchError(f"--data {path}: reading a {Path(path).suffix} file needs the zstandard "
+                          "package, which this environment lacks; pip install zstandard, or give "
+                          "the file uncompressed or as .gz") from None
     except (OSError, ValueError) as exc:
         raise SearchError(f"--data {path} could not be read as CSV: {str(exc).strip()}") from None
 
@@ -4184,13 +4189,43 @@ def predict_command(state_path, family, data, output, proba):
                 f"--output {output} is the --data file itself; writing there would replace the "
                 "rows read. Choose another file, e.g. -o predictions.csv"
             )
+    compression = None if output is None else _compression(output)
     result = predict_csv(state_path, data, family, proba)
     if output is None:
         result.to_csv(sys.stdout, index=False)
         return
+    written = io.BytesIO()  # pandas writes bytes (and compresses) only to a file object it knows
+    result.to_csv(written, index=False, compression=compression)
     with state.atomic_writer(output, mode=_new_file_mode()) as out:
-        out.write(result.to_csv(index=False).encode())
+        out.write(written.getbuffer())
     click.echo(f"wrote {len(result)} predictions to {output}", err=True)
+
+
+# The extensions pandas compresses a CSV by (read_csv and to_csv infer it from the name), as pandas
+# writes them: an archive holds one file, named as the output without its archive extension.
+_COMPRESSIONS = {".tar": "", ".tar.gz": "gz", ".tar.bz2": "bz2", ".tar.xz": "xz",
+                 ".gz": "gzip", ".bz2": "bz2", ".zip": "zip", ".xz": "xz", ".zst": "zstd"}
+
+
+def _compression(output: str):
+    """How to compress the CSV written to ``output``, from its extension as pandas infers it
+    (pred.csv.gz: gzip); None: plain text. The atomic writer is a stream, from which pandas cannot
+    tell the name."""
+    import importlib.util
+
+    name = os.path.basename(output)
+    extension = next((e for e in _COMPRESSIONS if name.lower().endswith(e)), None)
+    if extension is None:
+        return None
+    method = _COMPRESSIONS[extension]
+    if method == "zstd" and importlib.util.find_spec("zstandard") is None:
+        raise SearchError(f"--output {output}: writing a .zst file needs the zstandard package, which "
+                          "this environment lacks; pip install zstandard, or use another extension, "
+                          "e.g. -o predictions.csv.gz")
+    inner = name[:-len(extension)] or "predictions.csv"
+    if extension.startswith(".tar"):
+        return {"method": "tar", "mode": f"w:{method}", "archive_name": inner}
+    return {"method": "zip", "archive_name": inner} if method == "zip" else method
 
 
 def _echo_json(value) -> None:

@@ -697,3 +697,19 @@ def test_a_state_begun_with_true_false_as_categories_resumes_and_predicts_with_t
     assert invoke("predict", "--state", str(path), "--data", str(csv), "-o", str(out)).exit_code == 0
     known = frame["member"].notna()
     assert (pd.read_csv(out)["prediction"][known] == frame["label"][known]).all()
+
+
+@pytest.mark.parametrize("name, magic", [("pred.csv.gz", b"\x1f\x8b"), ("pred.csv.bz2", b"BZh"),
+                                         ("pred.csv.zip", b"PK\x03\x04"), ("pred.csv.xz", b"\xfd7zXZ"),
+                                         ("PRED.CSV.GZ", b"\x1f\x8b"), ("pred.csv", b"size,")])
+def test_predict_compresses_its_output_as_its_extension_says(table_state, tmp_path, name, magic):
+    """pandas reads pred.csv.gz as gzip: a plain CSV under that name was unreadable by it."""
+    path, frame = table_state
+    csv = tmp_path / "new.csv.gz"
+    frame.head(5).to_csv(csv, index=False)
+    result = invoke("predict", "--state", str(path), "--data", str(csv), "-o", str(tmp_path / name))
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / name).read_bytes().startswith(magic)
+    got = pd.read_csv(tmp_path / name)
+    assert list(got.columns) == ["size", "color", "label", "prediction"] and len(got) == 5
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["new.csv.gz", name])  # no temp file left
