@@ -197,6 +197,7 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
                 _check_header(path, frame)
             return frame
     except pd.errors.ParserWarning as exc:
+        _refuse_other_formats(path)
         raise SearchError(
             f"--data {path}: a row has more fields than the header ({exc}); check the file's "
             "delimiters and quoting"
@@ -204,6 +205,7 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
     except FileNotFoundError:
         raise SearchError(f"--data {path}: no such file; check the path") from None
     except UnicodeDecodeError as exc:
+        _refuse_other_formats(path)
         raise SearchError(
             f"--data {path} is not UTF-8 text (it holds the byte "
             f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8 (spreadsheets: \"CSV UTF-8\"), "
@@ -215,7 +217,54 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
                           "package, which this environment lacks; pip install zstandard, or give "
                           "the file uncompressed or as .gz") from None
     except (OSError, ValueError) as exc:
+        _refuse_other_formats(path)
         raise SearchError(f"--data {path} could not be read as CSV: {str(exc).strip()}") from None
+
+
+def _refuse_other_formats(path: str) -> None:
+    """Name the format of a file that failed to read as CSV when its first bytes tell it (an Excel
+    workbook, UTF-16 text, parquet), with the way to make a CSV of it; looked at only then."""
+    import json
+    import zipfile
+
+    try:
+        with open(path, "rb") as file:
+            start = file.read(4096)
+    except OSError:
+        return
+    name, fix = Path(path).name, ""
+    out = "converted.csv" if Path(path).suffix.lower() == ".csv" else Path(path).with_suffix(".csv").name
+    if start.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                entries = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return
+        if any(e == "[Content_Types].xml" or e.startswith("xl/") for e in entries):
+            kind, reader = "an Excel workbook", "read_excel"
+        elif entries:
+            fix = (f"--data {path} is a zip archive ({_examples(entries)}), not CSV: unzip it and give "
+                   "the CSV file inside" + (", or name it .zip (pandas reads a .zip of one CSV file)"
+                                            if len(entries) == 1 and not name.lower().endswith(".zip") else ""))
+        else:
+            return
+    elif start.startswith(b"\xd0\xcf\x11\xe0"):
+        kind, reader = "an Excel 97-2003 workbook", "read_excel"
+    elif start.startswith(b"PAR1"):
+        kind, reader = "a parquet file", "read_parquet"
+    elif start.startswith((b"\xff\xfe", b"\xfe\xff")) or start[1:64:2].count(0) > 16 or start[:64:2].count(0) > 16:
+        fix = (f"--data {path} is UTF-16 text, not UTF-8: save it as \"CSV UTF-8\", or convert it, "
+               f"e.g. iconv -f utf-16 -t utf-8 {shlex.quote(path)} > {out}")
+    elif start.startswith(b"\x1f\x8b") and not name.lower().endswith(".gz"):
+        fix = (f"--data {path} is gzip-compressed: name it .csv.gz (pandas reads it then), or "
+               f"gunzip it (gunzip -c {shlex.quote(path)} > {out})")
+    else:
+        return
+    if not fix:
+        code = f"import pandas as pd; pd.{reader}({json.dumps(path)}).to_csv({json.dumps(out)}, index=False)"
+        save = "save it as CSV UTF-8 (File > Save As) or " if reader == "read_excel" else ""
+        fix = f"--data {path} is {kind}, not CSV: {save}convert it with pandas: python -c {shlex.quote(code)}"
+    raise SearchError(fix) from None
 
 
 def _check_header(path: str, frame) -> None:

@@ -713,3 +713,40 @@ def test_predict_compresses_its_output_as_its_extension_says(table_state, tmp_pa
     got = pd.read_csv(tmp_path / name)
     assert list(got.columns) == ["size", "color", "label", "prediction"] and len(got) == 5
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["new.csv.gz", name])  # no temp file left
+
+
+def _xlsx(where: Path) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(where, "w") as book:  # the parts every .xlsx has
+        book.writestr("[Content_Types].xml", '<?xml version="1.0"?><Types/>')
+        book.writestr("xl/worksheets/sheet1.xml", '<?xml version="1.0"?><worksheet/>' + "\x9c\xb7" * 50)
+
+
+NOT_CSV = {
+    "book.xlsx": (_xlsx, "--data {} is an Excel workbook, not CSV: save it as CSV UTF-8 (File > Save As) or "
+                         "convert it with pandas: python -c 'import pandas as pd; pd.read_excel(\"{}\")"
+                         ".to_csv(\"book.csv\", index=False)'"),
+    "utf16.csv": (lambda p: p.write_text("size,color\n0.1,red\n", encoding="utf-16"),
+                  "--data {} is UTF-16 text, not UTF-8: save it as \"CSV UTF-8\", or convert it, e.g. "
+                  "iconv -f utf-16 -t utf-8 {} > converted.csv"),
+    "data.parquet": (lambda p: p.write_bytes(b"PAR1\x15\x04\x15\x10\x15\x14L\x15\x04\x15\x00\x12\x00\x00"
+                                             b"\x08\x1c\n\x00\x00\x00\n\x00\x00\x00" + bytes(range(256)) + b"PAR1"),
+                     "--data {} is a parquet file, not CSV: convert it with pandas: python -c 'import pandas "
+                     "as pd; pd.read_parquet(\"{}\").to_csv(\"data.csv\", index=False)'"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_CSV))
+def test_a_file_that_is_no_csv_is_named_for_what_it_is(table_state, tmp_path, name):
+    """Not "not UTF-8 text ... iconv -f latin1" for a workbook, nor a tokenizing error for parquet."""
+    path, _ = table_state
+    write, message = NOT_CSV[name]
+    data = tmp_path / name
+    write(data)
+    for command in (["run", "--state", str(tmp_path / "s.pkl"), "--target", "label"],
+                    ["predict", "--state", str(path)]):
+        result = invoke(*command, "--data", str(data))
+        assert result.exit_code == 1, result.output
+        assert result.output == f"Error: {message.format(data, data)}\n"
+    assert not (tmp_path / "s.pkl").exists()
