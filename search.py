@@ -25,6 +25,7 @@ import collections
 import concurrent.futures
 import contextlib
 import contextvars
+import csv
 import functools
 import gc
 import hashlib
@@ -198,6 +199,7 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
             return frame
     except pd.errors.ParserWarning as exc:
         _refuse_other_formats(path)
+        _refuse_other_separators(path)
         raise SearchError(
             f"--data {path}: a row has more fields than the header ({exc}); check the file's "
             "delimiters and quoting"
@@ -218,6 +220,8 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
                           "the file uncompressed or as .gz") from None
     except (OSError, ValueError) as exc:
         _refuse_other_formats(path)
+        if isinstance(exc, pd.errors.ParserError):
+            _refuse_other_separators(path)
         raise SearchError(f"--data {path} could not be read as CSV: {str(exc).strip()}") from None
 
 
@@ -294,10 +298,41 @@ def _column_hint(wanted: list, columns: list) -> str:
             if (close := difflib.get_close_matches(name, columns, n=1)
                 or [c for c in columns if c.strip().lower() == name.strip().lower()])]
     hint = f" Did you mean {', '.join(near)}?" if near else ""
-    if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
-        hint += (" The file seems to separate its fields with another character than a comma; save "
-                 "it as comma-separated values")
+    if len(columns) == 1 and (advice := _separator_advice(columns[0])):
+        hint += f" The file seems to {advice}"
     return hint
+
+
+_SEPARATORS = {";": "semicolons (;)", "\t": "tabs", "|": "vertical bars (|)"}
+
+
+def _separator_advice(header: str, rows=()) -> str | None:
+    """How to fix a file whose header line separates its fields with another character than a comma
+    (``rows``: its first lines, for decimal commas beside semicolons); None if it does not."""
+    counts = {sep: header.count(sep) for sep in _SEPARATORS}
+    sep = max(counts, key=counts.get)
+    if not counts[sep]:
+        return None
+    decimals = sep == ";" and any(re.search(r"\d,\d", row) for row in rows)
+    return (f"separate its fields with {_SEPARATORS[sep]}"
+            + (" and write decimals with commas (1,5)" if decimals else "")
+            + ", not commas: save it with comma separators" + (" and '.' decimals (1.5)" if decimals else "")
+            + f", or read it in a grids file's load_data() with pd.read_csv(path, sep={sep!r}"
+            + (", decimal=','" if decimals else "") + ")")
+
+
+def _refuse_other_separators(path: str) -> None:
+    """After a failed parse: name the separator of a file whose header line holds no comma but
+    semicolons or tabs (its rows then split at a decimal comma, or at a comma in a text)."""
+    import pandas as pd
+
+    try:  # each line as one field, decompressed and decoded as pandas reads the file
+        lines = pd.read_csv(path, header=None, sep="\x1f", quoting=csv.QUOTE_NONE, dtype=str, nrows=20,
+                            keep_default_na=False, skip_blank_lines=True)[0].tolist()
+    except (OSError, ValueError):
+        return
+    if lines and "," not in lines[0] and (advice := _separator_advice(lines[0], lines[1:])):
+        raise SearchError(f"--data {path}: the file seems to {advice}") from None
 
 
 def _read_csv(path: str, target: str | None) -> Dataset:

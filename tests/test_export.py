@@ -489,7 +489,14 @@ def test_the_readmes_serving_recipe_predicts_json_rows_as_predict_does(tmp_path)
 
 
 @pytest.mark.parametrize("text, message", [
-    ("size;color\n0.1;red\n", "The file seems to separate its fields with another character than a comma"),
+    ("size;color\n0.1;red\n", "The file seems to separate its fields with semicolons (;), not commas: save it "
+                               "with comma separators, or read it in a grids file's load_data() with "
+                               "pd.read_csv(path, sep=';')"),
+    ("size;color\n0,1;red\n", "new.csv: the file seems to separate its fields with semicolons (;) and write "
+                               "decimals with commas (1,5), not commas: save it with comma separators and '.' "
+                               "decimals (1.5), or read it in a grids file's load_data() with pd.read_csv(path, "
+                               "sep=';', decimal=',')"),
+    ("size\tcolor\n0.1\tred, dark\n", "new.csv: the file seems to separate its fields with tabs, not commas"),
     (" size,color\n0.1,red\n", "lack feature column 'size' that family"),
     (" size,color\n0.1,red\n", "Did you mean ' size'?"),
     ("size,color,size\n0.1,red,0.2\n", "the header names column 'size' twice (columns 1 and 3); give each"),

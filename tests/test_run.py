@@ -767,6 +767,22 @@ def test_a_delimiter_ending_every_line_is_read_and_an_extra_field_refused(tmp_pa
     assert not path.exists()
 
 
+@pytest.mark.parametrize("sep, decimal, message", [
+    (";", ",", "the file seems to separate its fields with semicolons (;) and write decimals with commas (1,5), "
+               "not commas: save it with comma separators and '.' decimals (1.5)"),
+    ("\t", ".", "the file seems to separate its fields with tabs, not commas: save it with comma separators, "
+                "or read it in a grids file's load_data() with pd.read_csv(path, sep='\\t')"),
+])
+def test_a_file_separated_by_semicolons_or_tabs_is_named_so(tmp_path, sep, decimal, message):
+    """Decimal commas, or commas in a text, split its rows at a comma: not 'more fields than the header'."""
+    frame = _table().assign(c=lambda f: f["c"] + ", dark")
+    csv = tmp_path / "t.csv"
+    frame.to_csv(csv, index=False, sep=sep, decimal=decimal)
+    result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--data", str(csv), "--target", "label")
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: --data {csv}: {message}"), result.output
+
+
 def test_a_regression_metric_on_class_labels_is_warned_about(tmp_path):
     frame = _table().assign(label=lambda f: (f["a"] > 0).astype(int))
     csv = tmp_path / "t.csv"
