@@ -339,6 +339,7 @@ def _read_csv(path: str, target: str | None) -> Dataset:
     if target is None:
         raise SearchError(f"--data {path} needs --target COLUMN naming the column to predict")
     frame = read_table(path)
+    frame = _without_blank_columns(path, frame)
     if target not in frame.columns:
         raise SearchError(
             f"--target {target!r} is not a column of {path}; its columns are "
@@ -390,6 +391,19 @@ def _booleans_as_numbers(frame):
     for column in columns:
         frame[column] = frame[column].to_numpy(dtype=np.float64, na_value=np.nan)
     return frame
+
+
+def _without_blank_columns(path: str, frame):
+    """``frame`` without the columns that have no name in the header and no value in any row (a
+    spreadsheet's empty columns at the right, every line ending in ``,,``; pandas names them
+    ``Unnamed: N``), with a warning naming them: as features they would be required at predict."""
+    blank = [c for i, c in enumerate(frame.columns) if c == f"Unnamed: {i}" and frame[c].isna().all()]
+    if not blank:
+        return frame
+    logger.warning("%s: left out column%s %s, unnamed in the header and empty in every row (a "
+                   "spreadsheet's empty columns, most likely); they are not features", path,
+                   "s" if len(blank) > 1 else "", ", ".join(map(repr, blank)))
+    return frame.drop(columns=blank)
 
 
 _PADDED = r"[-+]?0\d+"  # a number written with leading zeros: 02134, 007

@@ -757,3 +757,33 @@ def test_a_file_that_is_no_csv_is_named_for_what_it_is(table_state, tmp_path, na
         assert result.exit_code == 1, result.output
         assert result.output == f"Error: {message.format(data, data)}\n"
     assert not (tmp_path / "s.pkl").exists()
+
+
+def test_a_spreadsheets_empty_columns_are_left_out_and_not_required_at_predict(tmp_path, caplog):
+    """Every line ending in ',,': pandas reads 'Unnamed: 3' and 'Unnamed: 4', empty; as features the
+    next morning's file, saved without them, was refused for lacking them."""
+    frame = _table_for_blank_columns()
+    lines = frame.to_csv(index=False).splitlines()
+    (tmp_path / "train.csv").write_text("".join(line + ",,\n" for line in lines))
+    path = tmp_path / "s.pkl"
+    with caplog.at_level("WARNING", logger="search"):
+        result = invoke("run", "--state", str(path), "--data", str(tmp_path / "train.csv"), "--target", "label",
+                        "--families", "nb", "--cv", "3", "--n-jobs", "1")
+    assert result.exit_code == 0, result.output
+    left_out = [r.getMessage() for r in caplog.records if "left out" in r.getMessage()]
+    assert left_out == [f"{tmp_path / 'train.csv'}: left out columns 'Unnamed: 3', 'Unnamed: 4', unnamed in the "
+                        "header and empty in every row (a spreadsheet's empty columns, most likely); they are "
+                        "not features"]
+    assert state.load(path)["run"]["data"]["columns"] == ["size", "color"]
+    frame.drop(columns="label").head(4).to_csv(tmp_path / "plain.csv", index=False)
+    for new in ("plain.csv", "train.csv"):
+        result = invoke("predict", "--state", str(path), "--data", str(tmp_path / new), "-o", str(tmp_path / "p.csv"))
+        assert result.exit_code == 0, result.output
+        assert pd.read_csv(tmp_path / "p.csv")["prediction"].notna().all()
+
+
+def _table_for_blank_columns(n=60):
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"size": rng.normal(size=n), "color": rng.choice(["red", "blue"], n)})
+    frame["label"] = np.where(frame["size"] > 0, "big", "small")
+    return frame
