@@ -479,6 +479,30 @@ def infer_task(y) -> str:
     return "classification" if len(np.unique(values)) <= 20 else "regression"
 
 
+def _inferred_task(dataset: Dataset, task: str) -> str:
+    """One line saying what the task inferred from the target's values was inferred from, and how
+    to search the other one: 20 visit counts would be 20 classes, silently."""
+    import numpy as np
+    import pandas as pd
+
+    what = f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
+    values = np.asarray(dataset.y).ravel()
+    distinct = len(pd.unique(values))
+    if values.dtype.kind in "iu" or (values.dtype.kind == "f" and task == "classification"):
+        kind = f"{distinct} distinct integers"
+    elif values.dtype.kind == "f":
+        kind = f"{distinct} distinct numbers"
+    else:
+        kind = f"{distinct} distinct values"
+    other = ("give --task regression if it is a quantity" if task == "classification" else
+             "give --task classification if they are labels")
+    if task == "classification" and values.dtype.kind not in "iuf":
+        return f"{what}: {kind}, searched as classification"  # text or booleans: classes only
+    if task == "regression" and values.dtype.kind == "f" and not np.all(values == np.round(values)):
+        return f"{what}: {kind}, searched as regression"  # fractions: a quantity only
+    return f"{what}: {kind}, searched as {task}; {other}"
+
+
 def families_task(families: dict) -> str | None:
     """The task every family's estimator is made for, as GridSearchCV sees it; None if mixed.
 
@@ -2437,6 +2461,8 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
     if config.grids is None and grids.source != task:
         grids = load_grids(task)
     check_data(dataset, task, config.cv, config.scoring, why)
+    if why == "the target's values":
+        logger.info("%s", _inferred_task(dataset, task))
     check_columns(dataset.X, dataset.source, builtin=config.grids in (None, "classification", "regression"))
     selected = list(grids.families)
     if config.families:

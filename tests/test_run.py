@@ -1242,3 +1242,23 @@ def test_a_library_caller_may_give_paths_and_durations(tmp_path):
     config = search.RunConfig(tmp_path / "s.pkl", grids=Path(QUICK), families=("nb",), max_time="1h30m")
     assert config.state_path == str(tmp_path / "s.pkl") and config.grids == QUICK
     assert config.families == ["nb"] and config.max_time == 5400.0
+
+
+@pytest.mark.parametrize("target, args, line", [
+    ("visits", [], "target 'visits': 20 distinct integers, searched as classification; give --task regression "
+                   "if it is a quantity"),
+    ("amount", [], "target 'amount': 60 distinct numbers, searched as regression"),
+    ("visits", ["--task", "classification"], None),
+])
+def test_the_task_inferred_from_the_target_is_said_in_one_line(tmp_path, caplog, target, args, line):
+    """20 visit counts were searched as 20 classes without a word; --task given: nothing to say."""
+    frame = _table().drop(columns="name").assign(visits=np.arange(60) % 20)
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level("INFO"):  # without -q: INFO lines are shown by default
+        result = CliRunner().invoke(search.cli, ["run", "--state", str(tmp_path / "s.pkl"), "--data",
+                                                 str(tmp_path / "t.csv"), "--target", target, "--families", "knn",
+                                                 "--cv", "3", "--n-jobs", "1", *args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    said = [r.getMessage() for r in caplog.records if "searched as" in r.getMessage()]
+    assert said == ([line] if line else []) and all(r.levelname == "INFO" for r in caplog.records
+                                                    if "searched as" in r.getMessage())
