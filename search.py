@@ -503,6 +503,23 @@ def _inferred_task(dataset: Dataset, task: str) -> str:
     return f"{what}: {kind}, searched as {task}; {other}"
 
 
+def _warn_near_labels(dataset: Dataset) -> None:
+    """Warn of text labels that differ only in case or surrounding spaces ('yes', 'yes ', 'Yes'): each
+    is a class of its own, most likely by a typing slip. The labels are kept as they are."""
+    import numpy as np
+    import pandas as pd
+
+    labels = pd.Series([v for v in pd.unique(pd.Series(np.asarray(dataset.y).ravel())) if isinstance(v, str)],
+                       dtype=object)
+    groups = [sorted(g) for _, g in labels.groupby(labels.str.strip().str.casefold()) if len(g) > 1]
+    if groups:
+        what = f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
+        logger.warning("%s has labels that differ only in case or surrounding spaces (%s), searched as "
+                       "separate classes; if each group is one class, clean the column (strip the spaces, "
+                       "write each label one way)", what,
+                       "; ".join(", ".join(map(repr, g)) for g in groups[:5]) + ("; ..." if len(groups) > 5 else ""))
+
+
 def families_task(families: dict) -> str | None:
     """The task every family's estimator is made for, as GridSearchCV sees it; None if mixed.
 
@@ -2463,6 +2480,8 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
     check_data(dataset, task, config.cv, config.scoring, why)
     if why == "the target's values":
         logger.info("%s", _inferred_task(dataset, task))
+    if task == "classification":
+        _warn_near_labels(dataset)
     check_columns(dataset.X, dataset.source, builtin=config.grids in (None, "classification", "regression"))
     selected = list(grids.families)
     if config.families:

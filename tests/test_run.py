@@ -1262,3 +1262,19 @@ def test_the_task_inferred_from_the_target_is_said_in_one_line(tmp_path, caplog,
     said = [r.getMessage() for r in caplog.records if "searched as" in r.getMessage()]
     assert said == ([line] if line else []) and all(r.levelname == "INFO" for r in caplog.records
                                                     if "searched as" in r.getMessage())
+
+
+def test_labels_that_differ_only_in_case_or_spaces_are_named(tmp_path, caplog):
+    """'yes', 'yes ' and 'Yes' were three classes without a word; they stay three, with a warning."""
+    labels = ["yes", "yes ", "Yes", "no", " no"]
+    frame = _table().drop(columns="name").assign(label=[labels[i % 5] for i in range(60)])
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level("WARNING", logger="search"):
+        result = invoke("run", "--state", str(tmp_path / "s.pkl"), "--data", str(tmp_path / "t.csv"),
+                        "--target", "label", "--families", "nb", "--cv", "3", "--n-jobs", "1")
+    assert result.exit_code == 0, result.output
+    warned = [r.getMessage() for r in caplog.records if "differ only" in r.getMessage()]
+    assert warned == ["target 'label' has labels that differ only in case or surrounding spaces (' no', 'no'; "
+                      "'Yes', 'yes', 'yes '), searched as separate classes; if each group is one class, clean "
+                      "the column (strip the spaces, write each label one way)"]
+    assert sorted(state.load(tmp_path / "s.pkl")["families"]["nb"]["best_estimator"].classes_) == sorted(labels)
