@@ -720,6 +720,11 @@ def check_columns(X, source: str, builtin: bool) -> None:
         if numbers:
             logger.warning("%s holds numbers, but also text, so each distinct value is read as a category "
                            "(a number never seen in training is then ignored); %s", name, numbers)
+        elif distinct > 1 and _dates(values):
+            logger.warning("%s holds dates, each read as a category of its own (%d of them; a date never seen "
+                           "in training is then ignored): derive numbers from it (year, month, day of week: "
+                           "pd.to_datetime(X[%r]).dt.month, ...) in a grids file's load_data(), or remove it "
+                           "from the file", name, distinct, column)
         elif n >= 20 and distinct == values.notna().sum():
             logger.warning("%s holds a different value in every row, like an identifier: it predicts "
                            "nothing, and one-hot encoded it becomes a column per row (slow, memory-"
@@ -728,6 +733,18 @@ def check_columns(X, source: str, builtin: bool) -> None:
             logger.warning("%s holds %d distinct values: one-hot encoded, it becomes as many columns (slow, "
                            "memory-hungry); remove it, or group its values, if it is not needed", name,
                            distinct)
+
+
+def _dates(values) -> bool:
+    """Whether text values are dates (or times) pandas can parse, nine in ten at least of a sample."""
+    import pandas as pd
+
+    sample = _text_sample(values)
+    if not sample.str.match(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}").mean() >= 0.9:
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format": parsed one by one, as meant
+        return pd.to_datetime(sample[:1000], errors="coerce", format="mixed").notna().mean() >= 0.9
 
 
 def _infinite(what: str, builtin: bool) -> None:

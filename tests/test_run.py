@@ -1278,3 +1278,18 @@ def test_labels_that_differ_only_in_case_or_spaces_are_named(tmp_path, caplog):
                       "'Yes', 'yes', 'yes '), searched as separate classes; if each group is one class, clean "
                       "the column (strip the spaces, write each label one way)"]
     assert sorted(state.load(tmp_path / "s.pkl")["families"]["nb"]["best_estimator"].classes_) == sorted(labels)
+
+
+def test_a_date_column_is_told_to_become_numbers_not_removed_like_an_identifier(tmp_path, caplog):
+    frame = _table().drop(columns="name")
+    frame["day"] = pd.date_range("2024-01-01", periods=60, freq="D").strftime("%Y-%m-%d")
+    frame["at"] = pd.date_range("2024-01-01", periods=60, freq="37min").strftime("%d/%m/%Y %H:%M")
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level("WARNING", logger="search"):
+        search.check_columns(search.load_dataset(str(tmp_path / "t.csv"), "label").X, "t.csv", builtin=True)
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [
+        f"column {name!r} of t.csv holds dates, each read as a category of its own (60 of them; a date never "
+        f"seen in training is then ignored): derive numbers from it (year, month, day of week: "
+        f"pd.to_datetime(X[{name!r}]).dt.month, ...) in a grids file's load_data(), or remove it from the file"
+        for name in ("day", "at")], warned
