@@ -125,7 +125,8 @@ class Dataset:
     source: str
     target: str | None = None
     decimals_target: object = None  # y as read before its whole numbers were made integers again
-    boolean_X: object = None  # X as read before its columns of True/False were made 1 and 0
+    # X as read before its columns of True/False were made 1 and 0 and its blank columns left out
+    X_as_read: object = None
 
 
 def load_dataset(data: str | None, target: str | None, load_data=None, task=None) -> Dataset:
@@ -339,7 +340,7 @@ def _read_csv(path: str, target: str | None) -> Dataset:
     if target is None:
         raise SearchError(f"--data {path} needs --target COLUMN naming the column to predict")
     frame = read_table(path)
-    frame = _without_blank_columns(path, frame)
+    blank = _blank_columns(path, frame)
     if target not in frame.columns:
         raise SearchError(
             f"--target {target!r} is not a column of {path}; its columns are "
@@ -354,9 +355,9 @@ def _read_csv(path: str, target: str | None) -> Dataset:
     _warn_leading_zeros(path, frame, target)
     y = frame.pop(target)
     whole = _whole_numbers(y) if missing.any() else y
-    X = _booleans_as_numbers(frame)
+    X = _booleans_as_numbers(frame.drop(columns=blank) if blank else frame)
     return Dataset(X, whole, str(path), target, decimals_target=None if whole is y else y,
-                   boolean_X=None if X is frame else frame)
+                   X_as_read=None if X is frame else frame)
 
 
 def boolean_columns(X) -> list[str]:
@@ -393,17 +394,17 @@ def _booleans_as_numbers(frame):
     return frame
 
 
-def _without_blank_columns(path: str, frame):
-    """``frame`` without the columns that have no name in the header and no value in any row (a
-    spreadsheet's empty columns at the right, every line ending in ``,,``; pandas names them
-    ``Unnamed: N``), with a warning naming them: as features they would be required at predict."""
+def _blank_columns(path: str, frame) -> list:
+    """The columns of ``frame`` to leave out, with a warning naming them: those that have no name in
+    the header and no value in any row (a spreadsheet's empty columns at the right, every line ending
+    in ``,,``; pandas names them ``Unnamed: N``). As features they would be required at predict."""
     blank = [c for i, c in enumerate(frame.columns) if c == f"Unnamed: {i}" and frame[c].isna().all()]
     if not blank:
-        return frame
+        return blank
     logger.warning("%s: left out column%s %s, unnamed in the header and empty in every row (a "
                    "spreadsheet's empty columns, most likely); they are not features", path,
                    "s" if len(blank) > 1 else "", ", ".join(map(repr, blank)))
-    return frame.drop(columns=blank)
+    return blank
 
 
 _PADDED = r"[-+]?0\d+"  # a number written with leading zeros: 02134, 007
@@ -2617,17 +2618,18 @@ class _Runner:
         """A state begun before the file was read as it is now goes on with the data as it was read
         then, rather than being refused as other data (the data is hashed again only for such a
         state): a whole-number target with missing cells was decimals; columns of True and False
-        were booleans (categories), not 1 and 0."""
+        were booleans (categories), not 1 and 0; a spreadsheet's blank columns were features."""
         import dataclasses
 
         d = self.dataset
-        readings = [(X, y) for X in (d.X, d.boolean_X) for y in (d.y, d.decimals_target)
+        readings = [(X, y) for X in (d.X, d.X_as_read) for y in (d.y, d.decimals_target)
                     if X is not None and y is not None][1:]
         for X, y in readings:
             if data_fingerprint(X, y, like=saved_fingerprint) == saved_fingerprint:
-                self.dataset = dataclasses.replace(d, X=X, y=y, decimals_target=None, boolean_X=None)
+                self.dataset = dataclasses.replace(d, X=X, y=y, decimals_target=None, X_as_read=None)
                 run_info["data"]["fingerprint"] = saved_fingerprint
-                run_info["data"]["text_columns"] = text_columns(X)
+                run_info["data"].update(text_columns=text_columns(X), columns=list(map(str, X.columns)),
+                                        n_features=X.shape[1])
                 return
 
     def _run_info(self, grids, previous) -> dict:
@@ -2650,7 +2652,7 @@ class _Runner:
                 "n_features": X.shape[1] if getattr(X, "ndim", 0) == 2 else None,
                 "text_columns": text_columns(X),
                 # those that held True and False in the file (given to the model as 1 and 0)
-                "boolean_columns": boolean_columns(X if self.dataset.boolean_X is None else self.dataset.boolean_X),
+                "boolean_columns": boolean_columns(X if self.dataset.X_as_read is None else self.dataset.X_as_read),
                 # how the saved one was made: a state of before the fast hashes of tables goes on
                 "fingerprint": data_fingerprint(X, y, like=previous and previous["run"]["data"]["fingerprint"]),
             },

@@ -787,3 +787,20 @@ def _table_for_blank_columns(n=60):
     frame = pd.DataFrame({"size": rng.normal(size=n), "color": rng.choice(["red", "blue"], n)})
     frame["label"] = np.where(frame["size"] > 0, "big", "small")
     return frame
+
+
+def test_a_state_begun_with_a_spreadsheets_empty_columns_resumes_with_them(tmp_path, monkeypatch):
+    """States begun before such columns were left out go on with them, rather than being refused as
+    other data."""
+    frame = _table_for_blank_columns()
+    csv = tmp_path / "train.csv"
+    csv.write_text("".join(line + ",,\n" for line in frame.to_csv(index=False).splitlines()))
+    path = tmp_path / "s.pkl"
+    args = ("run", "--state", str(path), "--data", str(csv), "--target", "label", "--cv", "3", "--n-jobs", "1")
+    with monkeypatch.context() as before:
+        before.setattr(search, "_blank_columns", lambda path, frame: [])
+        assert invoke(*args, "--families", "nb").exit_code == 0
+    assert state.load(path)["run"]["data"]["columns"] == ["size", "color", "Unnamed: 3", "Unnamed: 4"]
+    result = invoke(*args, "--families", "nb,lr")
+    assert result.exit_code == 0, result.output
+    assert state.load(path)["families"]["lr"]["status"] == "done"
