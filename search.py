@@ -3627,12 +3627,48 @@ def load_best(path: str = DEFAULT_STATE, family: str | None = None):
     return _best_estimator(data, best_family(data, family))
 
 
+def _family_environment(data: dict, name: str) -> dict | None:
+    """The versions a family's results were made with: its own record, or for a state from
+    before families kept one, the state's."""
+    recorded = data["families"][name].get("environment")
+    return recorded if isinstance(recorded, dict) else data.get("environment")
+
+
+def _python_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
+def _refuse_user_code_of_another_python(data: dict, name: str) -> None:
+    """Refuse a best estimator that holds the user's code pickled by value under another Python
+    minor version: cloudpickle keeps that code as bytecode, which another Python cannot read
+    (unpickling it may crash the interpreter, with no message)."""
+    import platform
+
+    entry = data["families"][name]
+    parts = entry.get("code_parts") or {}
+    then = (_family_environment(data, name) or {}).get("python")
+    now = platform.python_version()
+    if not parts or not isinstance(then, str) or _python_minor(then) == _python_minor(now):
+        return
+    source = entry.get("grids") or data["run"].get("grids")
+    where = f" of {os.path.basename(source)}" if source and source not in ("classification", "regression") else ""
+    code = ", ".join(sorted({k.partition(":")[2] or k for k in parts}))
+    again = f"search run --grids {shlex.quote(source)} --redo-changed" if where else "search run --redo-changed"
+    raise SearchError(
+        f"the best estimator of family {name!r} holds code{where} ({code}) pickled by value under "
+        f"Python {then}, and this is Python {now}: Python {_python_minor(now)} cannot load code "
+        f"pickled by Python {_python_minor(then)}. Load it with Python {_python_minor(then)}, or "
+        f"search the family again under this Python ({again})"
+    )
+
+
 def _best_estimator(data: dict, name: str):
     estimator = data["families"][name]["best_estimator"]
     if not isinstance(estimator, Pickled):
         return estimator
     from state._env import _differences
 
+    _refuse_user_code_of_another_python(data, name)
     differs = _differences(data.get("environment"))
     try:
         with warnings.catch_warnings():
@@ -3706,6 +3742,7 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     name = best_family(data, family)
     if fmt is None:
         fmt = {".joblib": "joblib", ".skops": "skops"}.get(Path(output).suffix.lower(), "pickle")
+    _refuse_user_code_of_another_python(data, name)  # nor write a file that cannot load
     blob = data["families"][name]["best_estimator"]
     blob = blob if isinstance(blob, Pickled) else Pickled(blob)
     untrusted: list[str] = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import stat
 import subprocess
@@ -200,6 +201,51 @@ def saved_under_old_scikit_learn(path, where):
     other = where / "old.pkl"
     state.save(other, data)
     return other
+
+
+def saved_under(path, where, **versions):
+    """A copy of the state at ``path`` that says its families were made with ``versions``
+    (``python="3.1.0"``, ``scikit_learn=...``)."""
+    data = state.load(path, lazy=True)
+    versions = {name.replace("_", "-"): version for name, version in versions.items()}
+    data["environment"].update(versions)
+    for entry in data["families"].values():
+        if "environment" in entry:
+            entry["environment"].update(versions)
+    other = where / "other-versions.pkl"
+    state.save(other, data)
+    return other
+
+
+def other_python_minor() -> str:
+    return f"{sys.version_info.major}.{sys.version_info.minor + 1}.0"
+
+
+def test_code_of_the_grids_file_pickled_under_another_python_is_refused(custom_state, tmp_path):
+    """cloudpickle keeps such code as bytecode, which another Python minor version cannot read:
+    unpickling it there may crash the interpreter with no message (Python 3.11's under 3.12 did)."""
+    other = saved_under(custom_state, tmp_path, python=other_python_minor())
+    wanted = (f"the best estimator of family 'logged' holds code of my_grids.py (signed_log) pickled by "
+              f"value under Python {other_python_minor()}, and this is Python {platform.python_version()}")
+    fix = (f"Load it with Python {sys.version_info.major}.{sys.version_info.minor + 1}, or search the family "
+           f"again under this Python (search run --grids {custom_state.parent / 'my_grids.py'} --redo-changed)")
+    with pytest.raises(search.SearchError, match=re.escape(wanted) + ".*" + re.escape(fix)):
+        search.load_best(str(other), family="logged")
+    X, _ = import_file(GRIDS / "custom.py").load_data()
+    pd.DataFrame(X, columns=[str(i) for i in range(6)]).head(3).to_csv(tmp_path / "rows.csv", index=False)
+    for args in (["predict", "--data", "rows.csv"], ["export", "-o", "m.pkl"], ["export", "-o", "m.joblib"]):
+        done = run_search([*args, "--state", str(other), "--family", "squared"], tmp_path)
+        assert done.returncode == 1, done.stderr
+        assert "family 'squared' holds code of my_grids.py (<lambda>) pickled by value" in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "m.pkl").exists() and not (tmp_path / "m.joblib").exists()
+
+
+def test_models_without_code_of_the_grids_file_load_under_another_python(table_state, tmp_path):
+    other = saved_under(table_state[0], tmp_path, python=other_python_minor())
+    with pytest.warns(state.EnvironmentMismatchWarning, match=re.escape(f"python {other_python_minor()}")):
+        model = search.load_best(str(other))
+    assert model.predict(table_state[1].drop(columns="label").head(2)).shape == (2,)
 
 
 def test_load_under_another_scikit_learn_version_warns(table_state, tmp_path):
