@@ -2594,19 +2594,23 @@ class _Runner:
         except FileNotFoundError:
             data = None
         run_info = self._run_info(grids, data)
+        self._environment = state.environment()
         if data is not None and data["run"]["data"]["fingerprint"] != run_info["data"]["fingerprint"]:
             self._keep_older_reading(data["run"]["data"]["fingerprint"], run_info)
         if data is None:
             return {
                 "format_version": FORMAT_VERSION,
-                "environment": state.environment(),
+                "environment": self._environment,
                 "created": _now(),
                 "updated": _now(),
                 "run": run_info,
                 "families": {},
             }
         self._check_run(data["run"], run_info)
-        data["environment"] = state.environment()
+        for entry in data["families"].values():  # files from before families kept their own
+            if entry["status"] != "pending" and "environment" not in entry and "environment" in data:
+                entry["environment"] = dict(data["environment"])
+        data["environment"] = self._environment  # the last runner's; each family keeps its own
         for key in ("text_columns", "boolean_columns"):  # same data: a state of before them gets them
             data["run"]["data"].setdefault(key, run_info["data"][key])
         data["run"]["family_order"] = run_info["family_order"] + [
@@ -2732,7 +2736,7 @@ class _Runner:
         import cloudpickle
         from sklearn.model_selection import ParameterGrid
 
-        prepared, changed = [], []
+        prepared, changed, other_versions = [], [], []
         for name in self.selected:
             estimator, grid = grids.families[name]
             candidates = list(ParameterGrid(grid))
@@ -2740,15 +2744,27 @@ class _Runner:
             (estimator_fp, parts), grid_fp = fingerprint_and_parts(estimator), fingerprint(grid)
             entry = self.state["families"].get(name)
             kept = kept_folds = None
+            if entry is not None and entry["status"] == "pending":
+                entry.pop("environment", None)  # nothing was made with it: the first result sets it
+            versions = _versions_changed(entry) if entry is not None else []
             if entry is not None and entry["status"] == "failed":
                 logger.info("family %r failed in an earlier run: searching it again", name)
                 entry = None  # a failed family holds no work worth keeping
+            elif entry is not None and entry["status"] == "partial" and versions:
+                if not self.config.redo_changed:
+                    other_versions.append((name, entry, versions))
+                    continue
+                logger.warning("family %r was begun with %s: searching it again under this version, "
+                               "without its %d saved candidates", name, _versions_text(versions, "then"),
+                               len(entry["candidates"]))
+                entry = None  # results of two versions are not mixed in one family
             elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
                     != (estimator_fp, grid_fp):
                 if not self.config.redo_changed:
                     changed.append((name, _what_changed(entry, estimator, estimator_fp, parts, grid_fp, candidates)))
                     continue
-                same_estimator = entry["estimator_fingerprint"] == estimator_fp
+                # results of other versions are not mixed with this one's
+                same_estimator = entry["estimator_fingerprint"] == estimator_fp and not versions
                 kept = {k: v for k, v in entry["candidates"].items()
                         if same_estimator and k in set(keys)}
                 kept_folds = {k: v for k, v in entry.get("folds", {}).items()
@@ -2779,6 +2795,8 @@ class _Runner:
             blob = cloudpickle.dumps(estimator, protocol=5)
             prepared.append(_Family(name, estimator, blob, candidates, keys, entry,
                                     growth_chains(estimator, candidates), self._fold_offset(estimator)))
+        if other_versions:
+            raise StateMismatch(_other_versions_message(other_versions, self.path))
         if changed:
             # searched from another grids file (or the built-in set): most likely a --grids left out
             sources = {self.state["families"][name].get("grids") for name, _ in changed} - {grids.source, None}
@@ -3158,6 +3176,7 @@ class _Runner:
     def _store_fold(self, fam: _Family, key: str, fold: int, result: dict) -> dict:
         """Keep one finished fold in the state (a kill loses only folds in flight); return the candidate's."""
         folds = fam.entry["folds"].setdefault(key, {})
+        fam.entry.setdefault("environment", dict(self._environment))  # what its results are made with
         folds[fold] = {k: result[k] for k in ("score", "fit_time", "score_time", "error")}
         fam.entry["time_spent"] += result["work"]
         fam.entry["status"] = "partial"
@@ -3212,6 +3231,7 @@ class _Runner:
             self.report.failed[fam.name] = entry["error"]
         else:
             entry["best_estimator"] = Pickled(data=result["blob"])
+            entry.setdefault("environment", dict(self._environment))
             entry["refit_time"] = result["refit_time"]
             entry["time_spent"] += result["refit_time"]
             entry["status"] = "done"
@@ -3309,6 +3329,48 @@ def _data_summary(data: dict, before: dict | None = None) -> str:
     elif data["n_samples"] == before["n_samples"]:
         text += "; the same columns and number of rows: other values, or the rows in another order"
     return text
+
+
+# The versions a family's results depend on: a partial family is resumed only under these.
+_RESULT_VERSIONS = ("python", "scikit-learn", "numpy")
+
+
+def _versions_changed(entry: dict) -> list[tuple[str, str, str]]:
+    """(package, version recorded, version here) for each of :data:`_RESULT_VERSIONS` that differs
+    from the one the family's results were made with."""
+    return state.changed_versions(entry.get("environment"), _RESULT_VERSIONS)
+
+
+def _versions_text(versions: list, which: str = "both") -> str:
+    """``scikit-learn 1.9.1 (this is 1.9.0)`` for each difference; ``which="then"``: the recorded only."""
+    shown = {"python": "Python"}
+    return " and ".join(f"{shown.get(n, n)} {then}" + (f" (this is {now})" if which == "both" else "")
+                        for n, then, now in versions)
+
+
+def _install_recorded(versions: list) -> str:
+    """How to get the recorded versions back: pip for packages, the Python of that minor version."""
+    fixes = [f"run it with Python {'.'.join(then.split('.')[:2])}" for n, then, _ in versions if n == "python"]
+    pins = " ".join(f'"{n}=={then}"' for n, then, _ in versions if n != "python")
+    if pins:
+        fixes.append(f"install {'the versions' if ' ' in pins else 'the version'} it was begun with "
+                     f"(pip install {pins})")
+    return " and ".join(fixes)
+
+
+def _other_versions_message(families: list, path: str) -> str:
+    """Refuse to resume partial families begun under other versions of what their results depend on."""
+    one = len(families) == 1
+    lines = "".join(
+        f"  {name!r} ({len(entry['candidates'])} candidates saved): {_versions_text(versions)}; to resume it, "
+        f"{_install_recorded(versions)}\n" for name, entry, versions in families)
+    return (
+        f"famil{'y' if one else 'ies'} {', '.join(repr(n) for n, _, _ in families)} of {path} "
+        f"{'was' if one else 'were'} begun with other versions, and resuming would mix "
+        f"{'its' if one else 'their'} results with this version's:\n{lines}"
+        f"To search {'it' if one else 'them'} again under this version instead, add --redo-changed "
+        f"(the saved candidates are dropped)"
+    )
 
 
 def _what_changed(entry: dict, estimator, estimator_fp: str, parts: dict, grid_fp: str, candidates: list) -> str:
@@ -3669,10 +3731,17 @@ def _best_estimator(data: dict, name: str):
     from state._env import _differences
 
     _refuse_user_code_of_another_python(data, name)
-    differs = _differences(data.get("environment"))
+    recorded = _family_environment(data, name)
+    differs = _differences(recorded, f"family {name!r} was made")
+    if recorded is not data.get("environment"):  # loading the state warned of the last runner's versions
+        said = {d.partition(" with ")[2] for d in _differences(data.get("environment"))}
+        for difference in differs:
+            if difference.partition(" with ")[2] not in said:
+                warnings.warn(f"{difference}; its best estimator may not load or behave the same",
+                              state.EnvironmentMismatchWarning, stacklevel=3)
     try:
         with warnings.catch_warnings():
-            if differs:  # loading the state said so once; scikit-learn would repeat it per class
+            if differs:  # said once here or by the state's load; scikit-learn would repeat it per class
                 from sklearn.exceptions import InconsistentVersionWarning
 
                 warnings.simplefilter("ignore", InconsistentVersionWarning)
@@ -4217,7 +4286,8 @@ def _exit_quickly() -> None:
 @click.option("--max-time", type=_Duration(),
               help="Stop starting work that cannot finish within this time (90s, 30m, 2h); exit 3.")
 @click.option("--restart", is_flag=True, help="Start over; the old state file is kept as a backup.")
-@click.option("--redo-changed", is_flag=True, help="Search again families whose grid or estimator changed.")
+@click.option("--redo-changed", is_flag=True, help="Search again families whose grid or estimator changed, and "
+              "partial families begun under another Python, scikit-learn or numpy.")
 @click.option("--scheduler", help="A dask scheduler address (tcp://HOST:PORT), the file `dask scheduler "
               "--scheduler-file PATH` writes, or 'local'.")
 @_verbosity

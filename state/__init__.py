@@ -8,7 +8,7 @@ guarantees.
 from __future__ import annotations
 
 from . import _fileops  # noqa: F401  (tests patch `state._fileops.<function>` to inject faults)
-from ._env import check_environment, environment
+from ._env import changed_versions, check_environment, environment
 from ._errors import (
     EnvironmentMismatchWarning,
     SearchError,
@@ -45,6 +45,7 @@ __all__ = [
     "StateMismatch",
     "StateUnsafe",
     "atomic_writer",
+    "changed_versions",
     "check_environment",
     "companion_of",
     "companions",

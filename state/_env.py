@@ -8,7 +8,7 @@ from typing import Any
 
 from ._errors import EnvironmentMismatchWarning
 
-__all__ = ["check_environment", "environment"]
+__all__ = ["changed_versions", "check_environment", "environment"]
 
 # Distributions whose versions decide whether pickled estimators load and
 # behave the same. pandas is recorded only where it is installed.
@@ -54,17 +54,50 @@ def _comparable(name: str, version: str) -> str:
     return version
 
 
-def _differences(recorded: Any) -> list[str]:
+def changed_versions(recorded: Any, names: tuple[str, ...] = ("python", *_PACKAGES)) -> list[tuple[str, str, str]]:
+    """The packages among ``names`` whose version differs from the one ``recorded``.
+
+    Parameters
+    ----------
+    recorded : dict
+        An environment as made by :func:`environment`; keys it lacks are
+        skipped. Python is compared by minor version.
+    names : tuple of str
+        The keys to compare.
+
+    Returns
+    -------
+    list of (name, recorded version, current version)
+        The current version is ``"not installed"`` for a package missing here.
+    """
+    if not isinstance(recorded, dict):
+        return []
+    current = environment()
+    found = []
+    for name in names:
+        then = recorded.get(name)
+        if not isinstance(then, str):
+            continue
+        now = current.get(name, "not installed")
+        if _comparable(name, then) != _comparable(name, now):
+            found.append((name, then, now))
+    return found
+
+
+def _differences(recorded: Any, written: str = "state file was written") -> list[str]:
     """Describe each package whose version differs from the recorded one.
 
     Parameters
     ----------
     recorded : dict
-        The ``"environment"`` entry of a state file, as made by
-        :func:`environment`. Unknown keys and ``"platform"`` are ignored (a
+        The ``"environment"`` entry of a state file (or of one of its
+        families), as made by :func:`environment`. Unknown keys and ``"platform"`` are ignored (a
         cluster's nodes differ in kernel version without consequence); Python
         is compared by minor version, since its bugfix releases read each
         other's pickles.
+
+    written : str
+        What was written with the recorded versions, to begin each sentence.
 
     Returns
     -------
@@ -72,19 +105,10 @@ def _differences(recorded: Any) -> list[str]:
         One sentence per differing package, e.g. ``"state file was written
         with scikit-learn 1.5.0, this is scikit-learn 1.9.1"``.
     """
-    if not isinstance(recorded, dict):
-        return []
-    current = environment()
     found = []
-    for name in ("python", *_PACKAGES):
-        then = recorded.get(name)
-        if not isinstance(then, str):
-            continue
-        now = current.get(name, "not installed")
-        if _comparable(name, then) == _comparable(name, now):
-            continue
+    for name, then, now in changed_versions(recorded):
         this = f"this environment has no {name}" if now == "not installed" else f"this is {name} {now}"
-        found.append(f"state file was written with {name} {then}, {this}")
+        found.append(f"{written} with {name} {then}, {this}")
     return found
 
 

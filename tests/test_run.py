@@ -427,6 +427,80 @@ def test_redo_changed_keeps_the_time_and_status_of_what_it_keeps(tmp_path):
     assert entry["time_spent"] == pytest.approx(kept) and kept > 0
 
 
+def begun_under_other_versions(tmp_path, status="partial", **versions):
+    """A state of quick.py's lr and nb, lr left ``status`` (2 of its 4 candidates saved, or none)
+    under ``versions`` (``scikit_learn="0.0.1"``); nb done under this environment's."""
+    path = tmp_path / "s.pkl"
+    assert invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb").exit_code == 0
+    data = state.load(path, lazy=True)
+    entry = data["families"]["lr"]
+    entry["environment"].update({name.replace("_", "-"): v for name, v in versions.items()})
+    if status != "done":
+        entry["candidates"] = dict(list(entry["candidates"].items())[:2 if status == "partial" else 0])
+        entry["status"] = status
+        del entry["best_estimator"]
+    state.save(path, data)
+    return path
+
+
+def test_a_partial_family_begun_under_another_scikit_learn_is_not_mixed(tmp_path):
+    """Its results so far and the rest would come from two versions (the refit from the second)."""
+    path = begun_under_other_versions(tmp_path, scikit_learn="0.0.1")
+    args = ["run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb"]
+    result = invoke(*args)
+    assert result.exit_code == 1
+    assert (f"Error: family 'lr' of {path} was begun with other versions, and resuming would mix its results "
+            "with this version's:\n  'lr' (2 candidates saved): scikit-learn 0.0.1 (this is "
+            f"{search_sklearn()}); to resume it, install the version it was begun with "
+            '(pip install "scikit-learn==0.0.1")\nTo search it again under this version instead, add '
+            "--redo-changed (the saved candidates are dropped)") in result.output, result.output
+    data = state.load(path, lazy=True)
+    assert len(data["families"]["lr"]["candidates"]) == 2  # nothing lost
+    again = invoke(*args, "--redo-changed")
+    assert again.exit_code == 0, again.output
+    data = state.load(path, lazy=True)
+    assert data["families"]["lr"]["environment"]["scikit-learn"] == search_sklearn()
+    assert data["families"]["lr"]["status"] == "done" and len(data["families"]["lr"]["candidates"]) == 4
+
+
+def test_a_done_family_keeps_the_versions_it_was_made_with(tmp_path):
+    path = begun_under_other_versions(tmp_path, status="done", numpy="0.0.1")
+    before = state.load(path, lazy=True)["families"]["lr"]["best_estimator"]
+    report = search.run(search.RunConfig(str(path), grids=QUICK, families=["lr", "nb", "tree"], progress=False,
+                                         n_jobs=1))
+    assert report.done == ["lr", "nb", "tree"]
+    data = state.load(path, lazy=True)
+    lr = data["families"]["lr"]
+    assert lr["environment"]["numpy"] == "0.0.1" and lr["best_estimator"] == before  # not searched again
+    assert data["families"]["tree"]["environment"] == data["environment"] == state.environment()
+    with pytest.warns(state.EnvironmentMismatchWarning, match=re.escape("family 'lr' was made with numpy 0.0.1")):
+        search.load_best(str(path), family="lr")
+
+
+def test_a_pending_family_starts_under_this_environment(tmp_path):
+    path = begun_under_other_versions(tmp_path, status="pending", python="2.7.18")
+    assert invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb").exit_code == 0
+    assert state.load(path, lazy=True)["families"]["lr"]["environment"] == state.environment()
+
+
+def test_a_partial_family_of_a_state_without_its_own_versions_has_the_states(tmp_path):
+    """States from before families kept their versions: the state's are its."""
+    path = begun_under_other_versions(tmp_path)
+    data = state.load(path, lazy=True)
+    for entry in data["families"].values():
+        del entry["environment"]
+    data["environment"]["scikit-learn"] = "0.0.1"
+    state.save(path, data)
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb")
+    assert result.exit_code == 1 and "'lr' (2 candidates saved): scikit-learn 0.0.1" in result.output
+
+
+def search_sklearn():
+    import sklearn
+
+    return sklearn.__version__
+
+
 def test_a_restart_never_overwrites_an_earlier_backup(tmp_path):
     """Backups are named by the second: two restarts within one second keep both."""
     from datetime import datetime, timedelta
