@@ -2759,9 +2759,13 @@ class _Runner:
                                len(entry["candidates"]))
                 entry = None  # results of two versions are not mixed in one family
             elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
+                    != (estimator_fp, grid_fp) and entry["status"] == "pending":
+                entry = None  # nothing saved to lose: it is the family as defined now
+            elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
                     != (estimator_fp, grid_fp):
                 if not self.config.redo_changed:
-                    changed.append((name, _what_changed(entry, estimator, estimator_fp, parts, grid_fp, candidates)))
+                    changed.append((name, _what_changed(entry, estimator, estimator_fp, parts, grid_fp, candidates),
+                                    bool(_versions_changed(entry, _CODE_VERSIONS))))
                     continue
                 # results of other versions are not mixed with this one's
                 same_estimator = entry["estimator_fingerprint"] == estimator_fp and not versions
@@ -2799,20 +2803,23 @@ class _Runner:
             raise StateMismatch(_other_versions_message(other_versions, self.path))
         if changed:
             # searched from another grids file (or the built-in set): most likely a --grids left out
-            sources = {self.state["families"][name].get("grids") for name, _ in changed} - {grids.source, None}
+            sources = {self.state["families"][name].get("grids") for name, _, _ in changed} - {grids.source, None}
             one = len(changed) == 1
             hint = "".join(
                 f"{'It was' if one else 'They were'} searched from {_families_of(source)}, and this run "
                 f"takes {'it' if one else 'them'} from {_families_of(grids.source)}: to resume "
                 f"{'it' if one else 'them'}, rerun with --grids {shlex.quote(source)}. "
                 for source in sorted(sources))
+            keep = ("use the versions named above" if all(v for _, _, v in changed) else
+                    "undo the change (or use the versions named above)" if any(v for _, _, v in changed) else
+                    "undo the change")
             raise StateMismatch(
-                f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(repr(n) for n, _ in changed)} "
+                f"famil{'y' if len(changed) == 1 else 'ies'} {', '.join(repr(n) for n, _, _ in changed)} "
                 f"changed since searched into {self.path}:\n" +
-                "".join(f"  {name!r}: {what}\n" for name, what in changed) + hint +
+                "".join(f"  {name!r}: {what}\n" for name, what, _ in changed) + hint +
                 f"To search {'it' if len(changed) == 1 else 'them'} again"
                 f"{' with these families' if sources else ''} add --redo-changed; to keep "
-                "the old results as they are, undo the change or use another --state"
+                f"the old results as they are, {keep} or use another --state"
             )
         self._mark_removed(grids)
         return prepared
@@ -3333,12 +3340,15 @@ def _data_summary(data: dict, before: dict | None = None) -> str:
 
 # The versions a family's results depend on: a partial family is resumed only under these.
 _RESULT_VERSIONS = ("python", "scikit-learn", "numpy")
+# Those that change a family's fingerprint with no edit of the user's: scikit-learn's estimators'
+# parameters, the bytecode of the user's functions.
+_CODE_VERSIONS = ("python", "scikit-learn")
 
 
-def _versions_changed(entry: dict) -> list[tuple[str, str, str]]:
-    """(package, version recorded, version here) for each of :data:`_RESULT_VERSIONS` that differs
-    from the one the family's results were made with."""
-    return state.changed_versions(entry.get("environment"), _RESULT_VERSIONS)
+def _versions_changed(entry: dict, names: tuple = _RESULT_VERSIONS) -> list[tuple[str, str, str]]:
+    """(package, version recorded, version here) for each of ``names`` that differs from the one
+    the family's results were made with."""
+    return state.changed_versions(entry.get("environment"), names)
 
 
 def _versions_text(versions: list, which: str = "both") -> str:
@@ -3348,12 +3358,12 @@ def _versions_text(versions: list, which: str = "both") -> str:
                         for n, then, now in versions)
 
 
-def _install_recorded(versions: list) -> str:
+def _install_recorded(versions: list, made: str = "begun") -> str:
     """How to get the recorded versions back: pip for packages, the Python of that minor version."""
     fixes = [f"run it with Python {'.'.join(then.split('.')[:2])}" for n, then, _ in versions if n == "python"]
     pins = " ".join(f'"{n}=={then}"' for n, then, _ in versions if n != "python")
     if pins:
-        fixes.append(f"install {'the versions' if ' ' in pins else 'the version'} it was begun with "
+        fixes.append(f"install {'the versions' if ' ' in pins else 'the version'} it was {made} with "
                      f"(pip install {pins})")
     return " and ".join(fixes)
 
@@ -3376,6 +3386,14 @@ def _other_versions_message(families: list, path: str) -> str:
 def _what_changed(entry: dict, estimator, estimator_fp: str, parts: dict, grid_fp: str, candidates: list) -> str:
     """What differs between a family as saved and as defined now, and what --redo-changed keeps."""
     saved = len(entry["candidates"])
+    versions = _versions_changed(entry, _CODE_VERSIONS)
+    if versions:  # the likely cause, when the user edited nothing
+        why = {"python": "another Python compiles your unedited code to other bytecode",
+               "scikit-learn": "another scikit-learn's estimators differ in their parameters or code"}
+        return (f"it was searched with {_versions_text(versions)}, the likely cause if you edited nothing "
+                f"({'; '.join(why[n] for n, _, _ in versions)}); to keep its results, "
+                f"{_install_recorded(versions, 'searched')}. What differs: "
+                + _what_changed({**entry, "environment": None}, estimator, estimator_fp, parts, grid_fp, candidates))
     if entry["estimator_fingerprint"] != estimator_fp:
         then, now = entry.get("estimator", ""), _stable_repr(estimator)
         edited = _changed_parts(entry["code_parts"], parts) if "code_parts" in entry else ""

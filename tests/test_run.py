@@ -495,6 +495,38 @@ def test_a_partial_family_of_a_state_without_its_own_versions_has_the_states(tmp
     assert result.exit_code == 1 and "'lr' (2 candidates saved): scikit-learn 0.0.1" in result.output
 
 
+def test_a_family_changed_by_another_scikit_learn_says_so_first(tmp_path):
+    """A new scikit-learn changes an estimator's parameters (ColumnTransformer lost
+    force_int_remainder_cols in 1.9) with nothing edited: 'undo the change' is no advice."""
+    path = begun_under_other_versions(tmp_path, status="done", scikit_learn="0.0.1")
+    data = state.load(path, lazy=True)
+    data["families"]["lr"]["estimator_fingerprint"] = "as another version fingerprints it"
+    state.save(path, data)
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb")
+    assert result.exit_code == 1
+    assert (f"  'lr': it was searched with scikit-learn 0.0.1 (this is {search_sklearn()}), the likely cause if "
+            "you edited nothing (another scikit-learn's estimators differ in their parameters or code); to keep "
+            'its results, install the version it was searched with (pip install "scikit-learn==0.0.1"). What '
+            "differs: the estimator's code") in result.output, result.output
+    assert "to keep the old results as they are, use the versions named above or use another --state" \
+        in result.output
+    assert "undo the change" not in result.output
+
+
+def test_a_pending_family_changed_takes_its_new_definition_silently(tmp_path):
+    """It has no saved candidates: nothing is lost, and there is nothing to ask."""
+    path = begun_under_other_versions(tmp_path, status="pending")
+    data = state.load(path, lazy=True)
+    data["families"]["lr"]["grid_fingerprint"] = "another grid"
+    data["families"]["lr"]["estimator_fingerprint"] = "another estimator"
+    state.save(path, data)
+    result = invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb")  # -q: warnings show
+    assert result.exit_code == 0, result.output
+    assert "changed" not in result.output
+    entry = state.load(path, lazy=True)["families"]["lr"]
+    assert entry["status"] == "done" and entry["grid_fingerprint"] != "another grid"
+
+
 def search_sklearn():
     import sklearn
 
