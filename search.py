@@ -3833,6 +3833,15 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     blob = data["families"][name]["best_estimator"]
     blob = blob if isinstance(blob, Pickled) else Pickled(blob)
     untrusted: list[str] = []
+    if fmt != "pickle":  # joblib and skops write the estimator anew, which scikit-learn stamps with its version
+        for _, then, now in state.changed_versions(_family_environment(data, name), ("scikit-learn",)):
+            raise SearchError(
+                f"the best estimator of family {name!r} was fitted with scikit-learn {then}, and this is "
+                f"scikit-learn {now}: a {fmt} file written here would claim {now}, so that loading it would "
+                f"not warn of the difference. Export it where scikit-learn {then} is installed "
+                f'(pip install "scikit-learn=={then}"), or with --format pickle, which keeps the bytes '
+                f"scikit-learn {then} wrote"
+            )
     if fmt == "pickle":
         payload = blob.data  # already the estimator's pickle (custom code kept by value)
     elif fmt == "joblib":

@@ -248,6 +248,24 @@ def test_models_without_code_of_the_grids_file_load_under_another_python(table_s
     assert model.predict(table_state[1].drop(columns="label").head(2)).shape == (2,)
 
 
+@pytest.mark.parametrize("fmt", ["joblib", "skops"])
+def test_export_under_another_scikit_learn_than_fitted_the_model_is_refused(table_state, tmp_path, fmt):
+    """A joblib or skops file is written anew, stamped with this scikit-learn's version: it would
+    claim a version that did not fit it, and so load elsewhere without a word."""
+    other = saved_under(table_state[0], tmp_path, scikit_learn="0.0.1")
+    out = tmp_path / f"m.{fmt}"
+    done = run_search(["export", "--state", str(other), "-o", str(out)], tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert (f"Error: the best estimator of family 'lr' was fitted with scikit-learn 0.0.1, and this is "
+            f"scikit-learn {sklearn_version()}: a {fmt} file written here would claim {sklearn_version()}, so that "
+            "loading it would not warn of the difference. Export it where scikit-learn 0.0.1 is installed "
+            '(pip install "scikit-learn==0.0.1"), or with --format pickle, which keeps the bytes scikit-learn '
+            "0.0.1 wrote") in done.stderr
+    assert not out.exists()
+    kept = run_search(["export", "--state", str(other), "-o", str(tmp_path / "m.pkl")], tmp_path)
+    assert kept.returncode == 0, kept.stderr
+
+
 def test_load_under_another_scikit_learn_version_warns(table_state, tmp_path):
     other = saved_under_old_scikit_learn(table_state[0], tmp_path)
     with pytest.warns(state.EnvironmentMismatchWarning, match="scikit-learn 0.0.1"):
