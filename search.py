@@ -3742,6 +3742,18 @@ def _refuse_user_code_of_another_python(data: dict, name: str) -> None:
     )
 
 
+# The import names of the packages whose versions a state records (see state.environment).
+_RECORDED_MODULES = frozenset({"sklearn", "numpy", "joblib", "cloudpickle", "pandas"})
+
+
+def _users_module_missing(exc: Exception) -> bool:
+    """Whether ``exc`` says a module is missing that is none of the recorded packages nor Python's own
+    (a helper module of the user's, say): another version of those would not bring it back."""
+    missing = getattr(exc, "name", None) if isinstance(exc, ModuleNotFoundError) else None
+    top = (missing or "").partition(".")[0]
+    return bool(top) and top not in _RECORDED_MODULES and top not in sys.stdlib_module_names
+
+
 def _best_estimator(data: dict, name: str):
     estimator = data["families"][name]["best_estimator"]
     if not isinstance(estimator, Pickled):
@@ -3765,8 +3777,9 @@ def _best_estimator(data: dict, name: str):
                 warnings.simplefilter("ignore", InconsistentVersionWarning)
             return estimator.load()
     except Exception as exc:
-        advice = (f"the packages differ from the ones that wrote it: {'; '.join(differs)}" if differs
-                  else "a module it was written with is missing here: install it, or put its directory "
+        advice = (f"the packages differ from the ones that wrote it: {'; '.join(differs)}"
+                  if differs and not _users_module_missing(exc) else
+                  "a module it was written with is missing here: install it, or put its directory "
                   "on PYTHONPATH")
         raise SearchError(
             f"the best estimator of family {name!r} cannot be loaded here "

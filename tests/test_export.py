@@ -444,8 +444,11 @@ def sklearn_version():
     return sklearn.__version__
 
 
-def test_a_model_that_needs_a_missing_module_is_a_clear_error(tmp_path, monkeypatch):
-    """As on a machine without a package the model was built with: exit 1 naming it, no traceback."""
+@pytest.mark.parametrize("versions", ["the same versions", "another numpy"])
+def test_a_model_that_needs_a_missing_module_is_a_clear_error(tmp_path, monkeypatch, versions):
+    """As on a machine without a package the model was built with: exit 1 naming it, no traceback.
+    Another version of the recorded packages would not bring the module back: the advice is the
+    same whatever their versions."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import FunctionTransformer
@@ -460,13 +463,16 @@ def test_a_model_that_needs_a_missing_module_is_a_clear_error(tmp_path, monkeypa
     model = make_pipeline(FunctionTransformer(double), LogisticRegression()).fit(X, y)
     path = tmp_path / "s.pkl"
     _hand_made_state(path, model, ["a", "b"])
+    if versions == "another numpy":
+        path = saved_under(path, tmp_path, numpy="0.0.1")
     csv = tmp_path / "new.csv"
     csv.write_text("a,b\n1,2\n")
     for args in (["predict", "--data", str(csv)], ["export", "-o", str(tmp_path / "m.joblib")]):
         done = run_search([*args, "--state", str(path)], tmp_path)
         assert done.returncode == 1, done.stderr
         assert ("the best estimator of family 'm' cannot be loaded here (ModuleNotFoundError: No module "
-                "named 'vanishing_features'); a module it was written with is missing here") in done.stderr
+                "named 'vanishing_features'); a module it was written with is missing here: install it, or put "
+                "its directory on PYTHONPATH") in done.stderr
         assert "Traceback" not in done.stderr
 
 
