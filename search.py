@@ -4084,6 +4084,11 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
         advice = ("check that each column holds the same kind of values as in training"
                   if isinstance(exc, (ValueError, TypeError)) else
                   "the error comes from the model's own code; check the rows against what it expects")
+        versions = _versions_changed({"environment": _family_environment(data, name)})
+        if versions:  # a model of one version run by another's code: the likely cause, not the rows
+            advice = (f"it was fitted with {_versions_text(versions)}, the likely cause: "
+                      f"{_install_recorded(versions, 'fitted')} to predict with it, or search the family "
+                      f"again under this environment; if that is not it, {advice}")
         raise SearchError(
             f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None

@@ -358,6 +358,27 @@ def test_any_error_of_the_models_own_code_is_a_clear_error(tmp_path):
     assert "Traceback" not in result.output
 
 
+def test_a_predict_failure_under_other_versions_names_them_first(tmp_path):
+    """A model of one scikit-learn run by another's code fails in ways no row explains (1.9's
+    LogisticRegression under 1.4: no attribute 'multi_class')."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    train = pd.DataFrame({"city": ["paris", "rome"] * 5})
+    model = make_pipeline(FunctionTransformer(_lookup_city), LogisticRegression()).fit(train, [0, 1] * 5)
+    _hand_made_state(tmp_path / "s.pkl", model, ["city"])
+    other = saved_under(tmp_path / "s.pkl", tmp_path, scikit_learn="0.0.1")
+    csv = tmp_path / "new.csv"
+    csv.write_text("city\nparis\ntokyo\n")
+    result = invoke("predict", "--state", str(other), "--data", str(csv))
+    assert result.exit_code == 1
+    assert ("family 'm' could not predict for these rows: KeyError: 'tokyo'; it was fitted with scikit-learn "
+            f"0.0.1 (this is {sklearn_version()}), the likely cause: install the version it was fitted with "
+            '(pip install "scikit-learn==0.0.1") to predict with it, or search the family again under this '
+            "environment; if that is not it, the error comes from the model's own code") in result.output
+
+
 def test_predict_keeps_its_input_and_says_what_it_replaces(table_state, tmp_path):
     path, frame = table_state
     csv = tmp_path / "new.csv"
