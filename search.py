@@ -3822,6 +3822,7 @@ class Export:
     untrusted: list[str] = field(default_factory=list)
     columns: list[str] = field(default_factory=list)  # the table the model takes ([]: an array)
     text_columns: list[str] = field(default_factory=list)  # those to give as text
+    feature_names: bool = False  # the model has feature_names_in_, naming the columns it takes
 
 
 def export_best(path: str, output: str, family: str | None = None, fmt: str | None = None) -> Export:
@@ -3846,6 +3847,7 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     blob = data["families"][name]["best_estimator"]
     blob = blob if isinstance(blob, Pickled) else Pickled(blob)
     untrusted: list[str] = []
+    run_data = data["run"]["data"]
     if fmt != "pickle":  # joblib and skops write the estimator anew, which scikit-learn stamps with its version
         for _, then, now in state.changed_versions(_family_environment(data, name), ("scikit-learn",)):
             raise SearchError(
@@ -3855,21 +3857,25 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
                 f'(pip install "scikit-learn=={then}"), or with --format pickle, which keeps the bytes '
                 f"scikit-learn {then} wrote"
             )
+    estimator = None
     if fmt == "pickle":
         payload = blob.data  # already the estimator's pickle (custom code kept by value)
     elif fmt == "joblib":
-        payload = _joblib_bytes(_best_estimator(data, name), blob)
+        payload = _joblib_bytes(estimator := _best_estimator(data, name), blob)
     else:
-        payload, untrusted = _skops_bytes(_best_estimator(data, name), name)
+        payload, untrusted = _skops_bytes(estimator := _best_estimator(data, name), name)
+    if estimator is None and len(run_data.get("columns", [])) > 8:  # for the export command to name them
+        with contextlib.suppress(SearchError):
+            estimator = _best_estimator(data, name)
     if to_stdout:
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
     else:
         with state.atomic_writer(output, mode=_new_file_mode()) as out:
             out.write(payload)
-    run_data = data["run"]["data"]
     return Export(name, fmt, output, untrusted, list(run_data.get("columns", [])),
-                  [c for c in run_data.get("text_columns", []) if c in _text_in_training(run_data)])
+                  [c for c in run_data.get("text_columns", []) if c in _text_in_training(run_data)],
+                  hasattr(estimator, "feature_names_in_"))
 
 
 def _new_file_mode() -> int:
@@ -4480,8 +4486,8 @@ def export_command(state_path, family, output, fmt):
         text = (f"; give {', '.join(done.text_columns)} as text (str), as in training" if done.text_columns
                 else "")
         columns = (f"the columns {', '.join(done.columns)}" if len(done.columns) <= 8 else
-                   f"its {len(done.columns)} training columns ({', '.join(done.columns[:3])}, ...: "
-                   "model.feature_names_in_)")
+                   f"its {len(done.columns)} training columns ({', '.join(done.columns[:3])}, ..."
+                   f"{': model.feature_names_in_' if done.feature_names else ''})")
         click.echo(f"it predicts on a pandas DataFrame with {columns}{text}; "
                    "missing values as NaN (README: Serving an exported model)", err=err)
 

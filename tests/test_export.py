@@ -379,6 +379,35 @@ def test_a_predict_failure_under_other_versions_names_them_first(tmp_path):
             "environment; if that is not it, the error comes from the model's own code") in result.output
 
 
+class _AsArray:
+    """A first step that keeps no column names (no feature_names_in_)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray(X, dtype=float)
+
+
+@pytest.mark.parametrize("fmt", ["pickle", "joblib"])
+def test_export_names_feature_names_in_only_where_the_model_has_it(tmp_path, fmt):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    columns = [f"c{i}" for i in range(10)]
+    train = pd.DataFrame(np.arange(40.0).reshape(4, 10), columns=columns)
+    for first, named in ((_AsArray(), False), (None, True)):
+        model = make_pipeline(*([first] if first else []), LogisticRegression()).fit(train, [0, 1, 0, 1])
+        assert hasattr(model, "feature_names_in_") == named
+        path = tmp_path / f"{named}.pkl"
+        _hand_made_state(path, model, columns)
+        result = invoke("export", "--state", str(path), "-o", str(tmp_path / f"{named}.{fmt}"))
+        assert result.exit_code == 0, result.output
+        shown = "its 10 training columns (c0, c1, c2, ...: model.feature_names_in_)"
+        assert (shown in result.output) == named, result.output
+        assert "its 10 training columns (c0, c1, c2, ...)" in result.output or named
+
+
 def test_predict_keeps_its_input_and_says_what_it_replaces(table_state, tmp_path):
     path, frame = table_state
     csv = tmp_path / "new.csv"
