@@ -26,6 +26,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import csv
+import errno
 import functools
 import gc
 import hashlib
@@ -2270,6 +2271,9 @@ class RunConfig:
         path_or_none("state_path", "the path of the state file")
         if self.state_path is None:
             raise bad("state_path", "the path of the state file")
+        if self.state_path.endswith(os.sep):  # Path() drops the slash: a file named like the directory
+            raise bad("state_path", f"the path of a file, not of a directory (like "
+                                    f"{self.state_path + DEFAULT_STATE!r})")
         path_or_none("data", "the path of a CSV file (to search a table in memory, save it with "
                              "frame.to_csv('train.csv', index=False), or return it from load_data() "
                              "in a grids file)")
@@ -2436,6 +2440,7 @@ def run(config: RunConfig) -> RunReport:
     subclass) for anything the user must fix, and never leaves the state file
     worse than it found it.
     """
+    _check_working_directory()
     # from here on, a stop signal means a graceful stop, not death; another runner holding the file,
     # StateLocked at once
     with _Stop().on_signals() as stop, state.lock(config.state_path):
@@ -2446,6 +2451,21 @@ def run(config: RunConfig) -> RunReport:
         raise KeyboardInterrupt(f"search.run stopped by SIGINT; what finished is saved in "
                                 f"{config.state_path}, and the same call resumes")
     return report
+
+
+def _check_working_directory() -> None:
+    """Refuse to start a run in a working directory that was removed (while a shell was in it).
+
+    Worker processes start in the runner's working directory, and relative paths resolve in it:
+    nothing could be created there, and starting the workers would fail halfway with a traceback.
+    """
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        shown = os.environ.get("PWD", "")  # the shell's name for it, if that is the one removed
+        shown = f" {shown}" if shown.startswith("/") and not os.path.lexists(shown) else ""
+        raise SearchError(f"the working directory{shown} no longer exists (it was removed while this "
+                          "shell was in it); cd to a directory that exists and run the command again") from None
 
 
 def _run(config: RunConfig, stop: _Stop, cut_loading: bool = True) -> RunReport:
@@ -2475,6 +2495,14 @@ def _stopped_in(exc: BaseException) -> bool:
 
 def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
     """Load and check the grids, the data and the state: the runner, ready to start its pool."""
+    if not config.restart and not os.path.lexists(config.state_path):
+        gone = _missing_state(config.state_path)
+        if gone:  # a new search would replace the previous generation at its second save
+            previous = state.previous_path(config.state_path)
+            raise SearchError(
+                f"{gone.rstrip('.')}; a new search would overwrite {previous}: to start afresh all the same, "
+                f"add --restart (which moves it to {config.state_path}.<date>-<time>.bak) or remove it"
+            )
     unknown = _unknown_scoring(config.scoring)
     if unknown:
         raise SearchError(f"--scoring {unknown}")
@@ -2586,9 +2614,10 @@ class _Runner:
 
     def _open_state(self, grids) -> dict:
         config, path = self.config, self.path
-        # --restart moves the old file away at the first save, once everything else has been
-        # checked and the pool has started: a run that cannot start leaves it where it was.
-        self._restart_pending = config.restart and os.path.lexists(path)
+        # --restart moves the old file (or, with the file gone, its previous generation) away at the
+        # first save, once everything else has been checked and the pool has started: a run that
+        # cannot start leaves it where it was.
+        self._restart_pending = config.restart and any(map(os.path.lexists, (path, state.previous_path(path))))
         try:
             data = None if self._restart_pending else _checked(state.load(path, lazy=True), path)
         except FileNotFoundError:
@@ -3286,17 +3315,21 @@ class _Runner:
             number += 1
             backup = f"{stamp}-{number}"
         backup += ".bak"
+        # the state file gone, its previous generation is the last of the old search: the new
+        # search's second save would replace it
+        old = self.path if os.path.lexists(self.path) else str(state.previous_path(self.path))
         try:
-            os.replace(self.path, backup)
+            os.replace(old, backup)
         except FileNotFoundError:
             pass
         except OSError as exc:
             raise state.StateIOError(
-                f"--restart: could not move the previous state {self.path} to {backup}: "
+                f"--restart: could not move the previous state {old} to {backup}: "
                 f"{exc.strerror or exc}; it is unchanged. Move it away yourself, or use another --state"
             ) from exc
         else:
-            logger.warning("--restart: the previous state was moved to %s", backup)
+            logger.warning("--restart: the previous state%s was moved to %s",
+                           "" if old == self.path else f" ({old}: {self.path} itself was gone)", backup)
         self._restart_pending = False
 
     def _finish(self, start: float) -> RunReport:
@@ -3576,6 +3609,8 @@ def _summary_lines(summary: dict, updated: str | None) -> list[str]:
     if running:
         lines.append(f"{saved}; a runner is at work on it: pid {running.get('pid')} on host "
                      f"{running.get('host', '?')} since {_readable_time(running.get('since', '?'))}")
+    elif running is not None:
+        lines.append(f"{saved}; a runner is at work on it (it has not recorded who it is)")
     else:
         lines.append(f"{saved}; no runner is at work on it")
     return lines
@@ -3666,14 +3701,27 @@ def read_state(path: str = DEFAULT_STATE) -> dict:
     except FileNotFoundError:
         runner = state.holder(path)
         if runner is not None:
+            who = (f" (pid {runner['pid']} on host {runner.get('host', '?')}, since {runner.get('since', '?')})"
+                   if runner else "")
             raise SearchError(
-                f"the runner that holds {path} (pid {runner['pid']} on host {runner.get('host', '?')}, "
-                f"since {runner.get('since', '?')}) has not saved it yet; try again in a few seconds"
+                f"the runner that holds {path}{who} has not saved it yet; try again in a few seconds"
             ) from None
+        gone = _missing_state(path)
+        if gone:
+            raise SearchError(gone) from None
         raise SearchError(
             f"there is no state file at {path}; run `search run` first, or name the file "
             "with --state PATH"
         ) from None
+
+
+def _missing_state(path: str) -> str | None:
+    """What to say of a state file that does not exist while its previous generation does (None:
+    it does not): it was removed or moved, and that generation is the saved work's last copy."""
+    previous = state.previous_hint(path)
+    if previous is None:
+        return None
+    return f"there is no state file at {path} (removed or moved?). {previous}"
 
 
 def _checked(data: dict, path: str) -> dict:
@@ -4158,15 +4206,51 @@ def _refuse_infinite(frame, features) -> None:
 # --------------------------------------------------------------------------- CLI
 
 
-class _File(click.Path):
-    """A file's path, not a directory's; an empty one (an unset shell variable) is bad usage."""
+def _home_expanded(value: str) -> str:
+    """``value`` with a leading ``~`` expanded as the shell would have; raises ValueError for a ``~user``
+    that names no user. The shell leaves a ``~`` as it is inside quotes (``--state '~/s.pkl'``) and
+    after an option's ``=`` (``--state=~/s.pkl``); taken as written, it would name a directory called
+    ``~`` in the working directory."""
+    if not value.startswith("~"):
+        return value
+    expanded = os.path.expanduser(value)
+    if expanded.startswith("~"):
+        raise ValueError(f"{value} starts with {value.split(os.sep)[0]}, which names no home directory "
+                         "here (no such user); write the path out")
+    return expanded
 
-    def __init__(self):
+
+def _expand_home(ctx, param, value):
+    """The callback of path options that are not :class:`_File` (``--grids``, ``--scheduler``)."""
+    try:
+        return value if value is None else _home_expanded(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+
+
+class _File(click.Path):
+    """A file's path, not a directory's; an empty one (an unset shell variable) is bad usage.
+
+    A leading ``~`` the shell did not expand is expanded (:func:`_home_expanded`).
+    """
+
+    def __init__(self, what: str, example: str):
         super().__init__(dir_okay=False)
+        self._what = what  # "a state file", for messages
+        self._example = example  # a file name to suggest
 
     def convert(self, value, param, ctx):
         if isinstance(value, str) and not value.strip():
             self.fail("the path is empty (an unset shell variable?); give a file's path", param, ctx)
+        if isinstance(value, str):
+            try:
+                value = _home_expanded(value)
+            except ValueError as exc:
+                self.fail(str(exc), param, ctx)
+            if value.endswith(os.sep):  # Path() drops the slash: results/ would make a file named results
+                made = "" if os.path.isdir(value) else f" (and mkdir -p {shlex.quote(value)})"
+                self.fail(f"{self._what}'s path cannot end with {os.sep}: {value} names a directory; give a "
+                          f"file's path, like {value}{self._example}{made}", param, ctx)
         return super().convert(value, param, ctx)
 
 
@@ -4229,7 +4313,7 @@ def _family_list(ctx, param, value):
 
 state_option = click.option(
     "--state", "state_path", default=DEFAULT_STATE, show_default=True,
-    type=_File(), help="The state file.",
+    type=_File("a state file", DEFAULT_STATE), help="The state file.",
 )
 
 
@@ -4325,11 +4409,11 @@ def _exit_quickly() -> None:
 
 @cli.command("run")
 @state_option
-@click.option("--data", type=_File(), help="CSV file (default: a built-in dataset).")
+@click.option("--data", type=_File("a CSV file", "train.csv"), help="CSV file (default: a built-in dataset).")
 @click.option("--target", help="The column of --data to predict.")
 @click.option("--task", type=click.Choice(["classification", "regression"]),
               help="Overrides the task inferred from the target.")
-@click.option("--grids", help="classification, regression or PATH.py defining FAMILIES.")
+@click.option("--grids", callback=_expand_home, help="classification, regression or PATH.py defining FAMILIES.")
 @click.option("--families", callback=_family_list, help="Only these families, e.g. lr,rf.")
 @click.option("--cv", default=5, show_default=True, type=click.IntRange(min=2), help="CV folds.")
 @click.option("--scoring", help="A scikit-learn scorer name (default: the estimator's score).")
@@ -4339,8 +4423,8 @@ def _exit_quickly() -> None:
 @click.option("--restart", is_flag=True, help="Start over; the old state file is kept as a backup.")
 @click.option("--redo-changed", is_flag=True, help="Search again families whose grid or estimator changed, and "
               "partial families begun under another Python, scikit-learn or numpy.")
-@click.option("--scheduler", help="A dask scheduler address (tcp://HOST:PORT), the file `dask scheduler "
-              "--scheduler-file PATH` writes, or 'local'.")
+@click.option("--scheduler", callback=_expand_home, help="A dask scheduler address (tcp://HOST:PORT), the file "
+              "`dask scheduler --scheduler-file PATH` writes, or 'local'.")
 @_verbosity
 @click.pass_context
 def run_command(ctx, state_path, data, target, task, grids, families, cv, scoring, n_jobs,
@@ -4360,6 +4444,7 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
                                  "to run on this machine", param_hint="--scheduler")
     # A stop signal from here to the exit is a graceful stop (exit 3), or nothing once all is done:
     # ignored from the end of the run, when the exit code is decided, to the exit.
+    _check_working_directory()  # before the lock: a lock file cannot be made in it either
     with _Stop().on_signals(then=signal.SIG_IGN if _WHOLE_PROCESS else None) as stop:
         with state.lock(state_path):  # held by another runner: exit 4 now, not after the imports
             if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
@@ -4380,7 +4465,10 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
 
 def _report(ctx, report: RunReport, state_path: str, restarted: bool = False) -> None:
     if report.status:  # none when stopped before the state was read
-        _print_table(report.status, selected=report.families)
+        try:
+            _print_table(report.status, selected=report.families)
+        except _OutputFailed as failure:  # the search's results are in the state: the exit code stands
+            logger.warning("%s (the search is saved in %s: `search status` shows it)", failure, state_path)
     if report.stopped:
         again = ("run the same command without --restart to resume (with it, the search would start "
                  "over again)" if restarted else "run the same command to resume")
@@ -4468,7 +4556,8 @@ def best_command(state_path, as_json):
 @cli.command("export")
 @state_option
 @click.option("--family", help="Export this family's best estimator (default: the best overall).")
-@click.option("--output", "-o", required=True, type=_File(), help="The file to write (-: stdout).")
+@click.option("--output", "-o", required=True, type=_File("an export", "model.joblib"),
+              help="The file to write (-: stdout).")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS),
               help="Default: by the extension (.joblib, .skops), else pickle.")
 def export_command(state_path, family, output, fmt):
@@ -4495,8 +4584,9 @@ def export_command(state_path, family, output, fmt):
 @cli.command("predict")
 @state_option
 @click.option("--family", help="Use this family's best estimator (default: the best overall).")
-@click.option("--data", required=True, type=_File(), help="CSV of rows to predict.")
-@click.option("--output", "-o", type=_File(), help="Write the CSV here (default, or -: stdout).")
+@click.option("--data", required=True, type=_File("a CSV file", "new.csv"), help="CSV of rows to predict.")
+@click.option("--output", "-o", type=_File("the output", "predictions.csv"),
+              help="Write the CSV here (default, or -: stdout).")
 @click.option("--proba", is_flag=True, help="Add a proba_<class> column per class.")
 def predict_command(state_path, family, data, output, proba):
     """Predict for the rows of a CSV: the same rows with a `prediction` column added."""
@@ -4513,6 +4603,7 @@ def predict_command(state_path, family, data, output, proba):
     result = predict_csv(state_path, data, family, proba)
     if output is None:
         result.to_csv(sys.stdout, index=False)
+        sys.stdout.flush()  # a full disk under `> pred.csv` is reported by this command
         return
     written = io.BytesIO()  # pandas writes bytes (and compresses) only to a file object it knows
     result.to_csv(written, index=False, compression=compression)
@@ -4592,25 +4683,43 @@ def _print_table(rows: list[dict], selected=None) -> None:
 _WHOLE_PROCESS = False  # the command owns the process (not a CliRunner in someone else's)
 
 
-class _Output:
-    """A text stream whose writes never fail: once the reader is gone (``| head`` that has read
-    its lines, a closed terminal, a full disk under a redirection), what is written is dropped.
+class _OutputFailed(BaseException):
+    """Standard output could not take the results (a full disk under ``> pred.csv``, an I/O error);
+    the message says what was lost and how to write it elsewhere.
 
-    A search does not end over a line of progress or a log line it could not show; its results
-    are in the state file. ``status``, ``best`` and ``predict`` read by a ``head`` end as if read
-    to the end (exit 0).
+    Not an Exception: code between the write and the command line that catches those (click probes
+    a stream with ``write("")`` inside ``except Exception``) must not take it for its own and go on.
     """
 
-    def __init__(self, stream):
+
+# A reader that went away: what it did not read is not wanted (`| head` that has its lines).
+_READER_GONE = frozenset({errno.EPIPE, errno.ECONNRESET})
+
+
+class _Output:
+    """A text stream of the command line that tells a reader gone from output lost.
+
+    Once the reader is gone (a ``| head`` that has read its lines: EPIPE; a closed file), what is
+    written is dropped, and ``status``, ``best`` and ``predict`` read by a ``head`` end as if read
+    to the end (exit 0). Any other failure to write (a full disk, an I/O error) drops the rest too,
+    and on stdout (``results=True``), which holds the results, raises :class:`_OutputFailed` once:
+    a cut-off CSV must not pass for a whole one. On stderr (progress, log lines) it is dropped
+    quietly: a search does not end over a line it could not show; its results are in the state file.
+    """
+
+    def __init__(self, stream, results: bool = False):
         self._stream = stream
+        self._results = results
         self.lost = False  # set by the first write that failed
 
     def _guarded(self, call, *args):
         if not self.lost:
             try:
                 return call(*args)
-            except (OSError, ValueError):  # EPIPE, EIO, ENOSPC; ValueError: a closed file
+            except (OSError, ValueError) as exc:  # ValueError: a closed file
                 self.lost = True
+                if self._results and isinstance(exc, OSError) and exc.errno not in _READER_GONE:
+                    raise _OutputFailed(_output_failure(self._stream, exc)) from exc
         return None
 
     def write(self, text):
@@ -4620,8 +4729,47 @@ class _Output:
     def flush(self):
         self._guarded(self._stream.flush)
 
+    @property
+    def buffer(self):
+        """The binary stream below (``export -o -`` writes the model's bytes there), guarded alike."""
+        return _BinaryOutput(self)
+
     def __getattr__(self, name):
         return getattr(self._stream, name)
+
+
+class _BinaryOutput:
+    """The binary layer of an :class:`_Output`, written through its guard: a failure loses both."""
+
+    def __init__(self, text: _Output):
+        self._text = text
+
+    def write(self, data):
+        written = self._text._guarded(self._text._stream.buffer.write, data)
+        return len(data) if written is None else written
+
+    def flush(self):
+        self._text._guarded(self._text._stream.buffer.flush)
+
+    def __getattr__(self, name):
+        return getattr(self._text._stream.buffer, name)
+
+
+def _output_failure(stream, error: OSError) -> str:
+    """What could not be written to ``stream`` (stdout), why, and how to write it elsewhere."""
+    target = "standard output"
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # a file's name, not pipe:[...]
+        name = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        if name.startswith("/"):
+            target = f"{name} (standard output)"
+    ctx = click.get_current_context(silent=True)
+    command = f"`{ctx.command_path}`" if ctx else "the command"
+    elsewhere = ("with -o/--output PATH" if ctx and any(p.name == "output" for p in ctx.command.params)
+                 else "by redirecting it to a file on another file system")
+    fix = (f"free space there, or write it elsewhere {elsewhere}" if error.errno in (errno.ENOSPC, errno.EDQUOT)
+           else f"write it elsewhere {elsewhere}")
+    return (f"could not write the output of {command} to {target}: {error.strerror or error}; what was "
+            f"written there is cut short: {fix}")
 
 
 def main() -> None:
@@ -4633,9 +4781,15 @@ def main() -> None:
     # reads as damage to a user who killed a search on purpose. It inherits this filter.
     os.environ["PYTHONWARNINGS"] = ",".join(
         filter(None, (os.environ.get("PYTHONWARNINGS"), "ignore:resource_tracker:UserWarning")))
-    sys.stdout, sys.stderr = _Output(sys.stdout), _Output(sys.stderr)
+    sys.stdout, sys.stderr = _Output(sys.stdout, results=True), _Output(sys.stderr)
     try:
-        cli(prog_name="search")
+        try:
+            cli(prog_name="search")
+        finally:
+            sys.stdout.flush()  # what is still buffered fails here, not unseen at the exit
+    except _OutputFailed as failure:
+        click.echo(f"Error: {failure}", err=True)
+        sys.exit(1)
     finally:
         if sys.stdout.lost:  # the interpreter's own flush at exit would complain of the broken pipe
             with contextlib.suppress(OSError):

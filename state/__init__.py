@@ -28,6 +28,7 @@ from ._store import (
     is_state_file,
     key_from_environment,
     load,
+    previous_hint,
     previous_path,
     save,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "key_from_environment",
     "load",
     "lock",
+    "previous_hint",
     "previous_path",
     "save",
 ]

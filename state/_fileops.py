@@ -14,6 +14,7 @@ import os
 __all__ = [
     "close",
     "fchmod",
+    "flock",
     "fstat",
     "fsync",
     "fsync_dir",
@@ -65,6 +66,13 @@ def map_read(fd: int, size: int) -> mmap.mmap:
 def pread(fd: int, size: int, offset: int) -> bytes:
     """Read at most ``size`` bytes at ``offset`` without moving the file offset."""
     return os.pread(fd, size, offset)
+
+
+def flock(fd: int, operation: int) -> None:
+    """Apply or remove a kernel lock on an open file (:func:`fcntl.flock`)."""
+    import fcntl
+
+    fcntl.flock(fd, operation)
 
 
 def fchmod(fd: int, mode: int) -> None:

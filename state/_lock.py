@@ -9,11 +9,13 @@ runner can say who holds the file.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import shlex
 import socket
+import stat
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,13 +25,15 @@ from typing import Any
 
 from . import _fileops
 from ._errors import StateError, StateIOError, StateLocked
-from ._store import StrPath, _process_alive, atomic_writer, is_state_file, previous_path
+from ._store import StrPath, _process_alive, _user, atomic_writer, is_state_file, previous_path
 
 __all__ = ["companion_of", "companions", "holder", "lock"]
 
 logger = logging.getLogger(__name__)
 
 _OWNER_LIMIT = 1 << 16
+#: Seconds a runner waits for the lock before it says who holds it.
+_READER_GRACE = 0.25
 
 
 def _sibling(path: Path, suffix: str) -> Path:
@@ -52,6 +56,45 @@ def _read_owner(owner_path: Path) -> dict[str, Any] | None:
     except ValueError:
         return None
     return owner if isinstance(owner, dict) else None
+
+
+def _live_owner(owner_path: Path) -> dict[str, Any] | None:
+    """The holder's record, unless it is missing, unreadable, or left by a runner that died on this host."""
+    owner = _read_owner(owner_path)
+    if owner is None or not isinstance(owner.get("pid"), int):
+        return None
+    if owner.get("host") == socket.gethostname() and not _process_alive(owner["pid"]):
+        return None
+    return owner
+
+
+def _lock_file_fix(lock_path: Path, error: OSError) -> str:
+    """What to do when the lock file ``lock_path`` could not be opened or created, by its cause."""
+    quoted = shlex.quote(str(lock_path))
+    directory = shlex.quote(str(lock_path.parent))
+    try:
+        st = _fileops.lstat(lock_path)
+    except OSError:
+        st = None
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"the file system of {lock_path.parent} has no room left (space, inodes or quota: df -h {directory}; "
+                f"df -i {directory}): free some and try again, or choose another --state PATH")
+    if error.errno == errno.EROFS:
+        return "its file system is mounted read-only: choose another --state PATH on a writable one"
+    if st is not None and stat.S_ISLNK(st.st_mode):  # opened without following links: ELOOP
+        return (f"it is a symbolic link (to {os.readlink(lock_path)}), and a lock file must be a file of its "
+                f"own: remove the link (rm {quoted}) and try again")
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        return "it is a directory, where the lock file must be a file: rename or remove it and try again"
+    if st is not None and error.errno in (errno.EACCES, errno.EPERM):  # the file's own permissions
+        me = os.geteuid()
+        if st.st_uid == me:
+            return f"it is not writable (mode {stat.S_IMODE(st.st_mode):04o}): chmod 600 {quoted}"
+        return (f"it belongs to {_user(st.st_uid)} (uid {st.st_uid}) and is not writable by you: unless a runner "
+                f"of theirs is at work on this state file, remove it (rm {quoted}) or have root run: "
+                f"chown {_user(me)} {quoted}")
+    return ("the state file's directory must be writable: choose another --state PATH "
+            "or fix the directory's permissions")
 
 
 def _locked_message(path: Path, owner: dict[str, Any] | None) -> str:
@@ -91,23 +134,55 @@ def companion_of(path: StrPath) -> Path | None:
     return None
 
 
-def holder(path: StrPath) -> dict[str, Any] | None:
-    """Who holds the state file ``path``, as it recorded itself (pid, host, since, argv), or None.
+def _held(lock_path: Path) -> bool | None:
+    """Whether a process holds the kernel lock on ``lock_path``; None when that cannot be told here.
 
-    Reads the holder's description without taking the lock; a description left
-    by a runner that was killed on this host is ignored.
+    The lock file is opened read-only and never created (a reader may be in a directory it cannot
+    write), and a shared lock is tried without waiting: granted, nobody holds the runners'
+    exclusive one, and closing the file releases it at once.
     """
-    owner = _read_owner(_sibling(Path(path), ".lock.owner"))
-    if owner is None or not isinstance(owner.get("pid"), int):
+    import fcntl
+
+    try:
+        fd = _fileops.open_read(lock_path)
+    except FileNotFoundError:  # never removed once made: no runner has locked this state file
+        return False
+    except OSError:  # not readable by this user, a symbolic link: the record alone must do
         return None
-    if owner.get("host") == socket.gethostname() and not _process_alive(owner["pid"]):
+    try:
+        _fileops.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):  # EACCES: contention on some file systems
+            return True
+        return None  # a file system without kernel locks (ENOLCK, EOPNOTSUPP)
+    finally:
+        _fileops.close(fd)
+    return False
+
+
+def holder(path: StrPath) -> dict[str, Any] | None:
+    """Who holds the state file ``path``: its record (pid, host, since, argv), ``{}`` for a holder
+    that has not recorded itself, or None when nobody does.
+
+    The kernel lock says whether a runner holds the file (tested with a shared lock that is
+    released at once, without creating the lock file or taking the runners' lock);
+    ``PATH.lock.owner`` only names the holder: a record that a killed runner left is not
+    taken for one. Where the kernel cannot be asked (the lock file is not readable, or the file
+    system has no locks), the record decides, ignoring one left by a runner that died on this host.
+    """
+    path = Path(path)
+    held = _held(_sibling(path, ".lock"))
+    if held is False:
         return None
-    return owner
+    owner = _live_owner(_sibling(path, ".lock.owner"))
+    if held is None:
+        return owner
+    return {} if owner is None else owner
 
 
 @contextmanager
 def lock(path: StrPath) -> Iterator[None]:
-    """Hold the state file ``path`` for this process, or fail at once.
+    """Hold the state file ``path`` for this process, or fail within a quarter of a second.
 
     Parameters
     ----------
@@ -141,20 +216,20 @@ def lock(path: StrPath) -> Iterator[None]:
         )
     lock_path = _sibling(path, ".lock")
     owner_path = _sibling(path, ".lock.owner")
-    file_lock = filelock.FileLock(str(lock_path), timeout=0, mode=0o600)
+    file_lock = filelock.FileLock(str(lock_path), mode=0o600)
     try:
-        file_lock.acquire()
+        # Not 0: a reader asking whether a runner is at work (holder) holds a shared lock for the
+        # microseconds of its question; a runner starting then waits for it.
+        file_lock.acquire(timeout=_READER_GRACE, poll_interval=0.01)
     except filelock.Timeout:
-        holder = _read_owner(owner_path)
+        holder = _live_owner(owner_path)
         error = StateLocked(_locked_message(path, holder))
         error.holder = holder
         raise error from None
-    except OSError as exc:  # the directory cannot be created or written
+    except OSError as exc:
         raise StateIOError(
             f"cannot create the lock file {lock_path} beside the state file: "
-            f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}; the state file's "
-            "directory must be writable: choose another --state PATH "
-            "or fix the directory's permissions"
+            f"{exc.strerror or exc}{f' ({exc.filename})' if exc.filename else ''}; {_lock_file_fix(lock_path, exc)}"
         ) from exc
     try:
         owner = {

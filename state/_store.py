@@ -52,6 +52,7 @@ __all__ = [
     "is_state_file",
     "key_from_environment",
     "load",
+    "previous_hint",
     "previous_path",
     "save",
 ]
@@ -793,8 +794,9 @@ def _format_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
-def _previous_hint(path: Path, key: bytes | None) -> tuple[str, bool]:
-    """One sentence on whether the previous generation can replace the damaged ``path``, and whether it can."""
+def _previous_hint(path: Path, key: bytes | None, also: bool = True) -> tuple[str, bool]:
+    """One sentence on whether the previous generation can replace the damaged (or, with
+    ``also=False``, missing) ``path``, and whether it can."""
     previous = previous_path(path)
     try:
         with _contents(previous, "load") as (data, st):
@@ -803,14 +805,37 @@ def _previous_hint(path: Path, key: bytes | None) -> tuple[str, bool]:
     except FileNotFoundError:
         return f"There is no previous generation ({previous}) to go back to.", False
     except _Damaged as damaged:
-        return f"The previous generation {previous} is damaged too ({damaged.reason}).", False
+        return f"The previous generation {previous} is damaged{' too' if also else ''} ({damaged.reason}).", False
     except (StateError, OSError) as exc:
         detail = _describe(exc) if isinstance(exc, OSError) else str(exc)
-        return f"The previous generation {previous} cannot be used either: {detail}", False
+        return f"The previous generation {previous} cannot be used{' either' if also else ''}: {detail}", False
     return (
         f"The previous generation {previous} is intact (saved {_format_time(st.st_mtime)}); "
         f"to go back to it: cp {shlex.quote(str(previous))} {shlex.quote(str(path))}"
     ), True
+
+
+def previous_hint(path: StrPath, key: bytes | None = None) -> str | None:
+    """For a state file ``path`` that does not exist: one sentence on its previous generation, or None.
+
+    A save keeps the previous generation beside the state file (:func:`previous_path`); when the
+    state file itself is gone (removed, moved), that is the only copy of the saved work. The
+    sentence says whether it is intact, when it was saved, and the ``cp`` that goes back to it.
+    Reading it costs one pass over the file (its digest is checked; nothing is unpickled).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The state file.
+    key : bytes, default=None
+        Signing key; None uses :func:`key_from_environment`.
+    """
+    path = Path(path)
+    if not os.path.lexists(previous_path(path)):
+        return None
+    if key is None:
+        key = key_from_environment()
+    return _previous_hint(path, key, also=False)[0]
 
 
 def _has_trailer(fd: int, size: int) -> bool:

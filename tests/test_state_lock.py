@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -143,3 +144,110 @@ def test_a_state_file_in_a_directory_that_does_not_exist_is_refused_not_created(
         with state.lock(path):
             pass
     assert not (tmp_path / "typo").exists()
+
+
+def test_whether_a_runner_holds_the_file_is_the_kernels_to_say_not_the_records(holder, tmp_path):
+    """A runner SIGKILLed on another node leaves PATH.lock.owner; README: the record is only read to
+    name a holder, never to decide whether one exists."""
+    child, path = holder
+    assert state.holder(path)["pid"] == child.pid
+    os.unlink(f"{path}.lock.owner")
+    assert state.holder(path) == {}  # held, by a runner that has not said who it is
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    record = {"pid": 4242, "host": "node17", "since": "2026-01-01T00:00:00+00:00", "argv": ["search", "run"]}
+    Path(f"{path}.lock.owner").write_text(json.dumps(record))
+    assert state.holder(path) is None  # the record of a runner killed elsewhere, and nobody holds the lock
+    with state.lock(path):
+        assert state.holder(path)["pid"] == os.getpid()  # the same process asking: held all the same
+
+
+def test_asking_who_holds_a_file_creates_nothing_and_works_in_a_read_only_directory(tmp_path):
+    path = tmp_path / "s.pkl"
+    state.save(path, {"gen": 1})
+    tmp_path.chmod(0o555)
+    try:
+        assert state.holder(path) is None
+        assert sorted(os.listdir(tmp_path)) == ["s.pkl"]  # no lock file was made to ask
+    finally:
+        tmp_path.chmod(0o755)
+
+
+def test_a_runner_that_starts_while_a_reader_asks_waits_for_the_reader(tmp_path):
+    """The question (a shared lock, held for microseconds) must not turn a starting runner away."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "s.pkl"
+    with state.lock(path):
+        pass
+    fd = os.open(f"{path}.lock", os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # a reader, caught in the middle of its question
+    threading.Timer(0.05, os.close, (fd,)).start()
+    with state.lock(path):
+        pass
+
+
+def _failing_open(monkeypatch, lock_path, errno_):
+    """Opening (or creating) the lock file fails with ``errno_``; everything else opens as usual."""
+    real = os.open
+
+    def fake(file, *args, **kwargs):
+        if os.fspath(file) == str(lock_path):
+            raise OSError(errno_, os.strerror(errno_), str(lock_path))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake)
+
+
+@pytest.mark.parametrize("errno_, exists, fix", [
+    (errno.ENOSPC, False, "the file system of {dir} has no room left (space, inodes or quota: df -h {dir}; "
+                          "df -i {dir}): free some and try again, or choose another --state PATH"),
+    (errno.EDQUOT, False, "the file system of {dir} has no room left"),
+    (errno.EROFS, False, "its file system is mounted read-only: choose another --state PATH on a writable one"),
+    (errno.EACCES, True, "it is not writable (mode 0600): chmod 600 {lock}"),
+    (errno.EACCES, False, "the state file's directory must be writable: choose another --state PATH or fix the "
+                          "directory's permissions"),
+])
+def test_a_lock_file_that_cannot_be_made_or_opened_is_blamed_on_its_cause(tmp_path, monkeypatch, errno_, exists, fix):
+    """Before, every failure was blamed on the directory's permissions."""
+    path, lock_path = tmp_path / "s.pkl", tmp_path / "s.pkl.lock"
+    if exists:
+        lock_path.touch(mode=0o600)
+    _failing_open(monkeypatch, lock_path, errno_)
+    with pytest.raises(state.StateIOError) as info:
+        with state.lock(path):
+            pytest.fail("locked")
+    assert str(info.value).startswith(f"cannot create the lock file {lock_path} beside the state file: "
+                                      f"{os.strerror(errno_)} ({lock_path}); ")
+    assert fix.format(dir=tmp_path, lock=lock_path) in str(info.value)
+
+
+def test_a_lock_file_that_is_a_link_a_directory_or_another_users_names_the_fix(tmp_path):
+    path, lock_path = tmp_path / "s.pkl", tmp_path / "s.pkl.lock"
+    lock_path.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(state.StateIOError, match=re.escape(
+            f"it is a symbolic link (to {tmp_path / 'elsewhere'}), and a lock file must be a file of its own: "
+            f"remove the link (rm {lock_path}) and try again")):
+        with state.lock(path):
+            pass
+    assert not (tmp_path / "elsewhere").exists()  # not followed
+    lock_path.unlink()
+    lock_path.mkdir()
+    with pytest.raises(state.StateIOError, match=re.escape(
+            "it is a directory, where the lock file must be a file: rename or remove it and try again")):
+        with state.lock(path):
+            pass
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_a_lock_file_of_another_user_says_to_remove_or_chown_it(tmp_path, monkeypatch):
+    path, lock_path = tmp_path / "s.pkl", tmp_path / "s.pkl.lock"
+    lock_path.touch(mode=0o600)
+    os.chown(lock_path, 4242, 4242)
+    _failing_open(monkeypatch, lock_path, errno.EACCES)  # root would open it anyway
+    with pytest.raises(state.StateIOError, match=re.escape(
+            f"it belongs to 4242 (uid 4242) and is not writable by you: unless a runner of theirs is at work on "
+            f"this state file, remove it (rm {lock_path}) or have root run: chown root {lock_path}")):
+        with state.lock(path):
+            pass
