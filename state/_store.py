@@ -86,6 +86,7 @@ _COPY_CHUNK = 1 << 24
 # errno values of link() on a file system without hard links: copy instead.
 _NO_HARDLINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EMLINK, errno.ENOSYS})
 
+_SIGNATURE_MISMATCH = "signature mismatch: changed after it was written, or signed with another key"
 _NO_TRAILER = "no checksum trailer: not written by checkpointed-search, refusing to unpickle it"
 _NOT_PICKLE = "not a pickle: a CSV or other file given as the state file?"
 # Reasons that say the file never was a state file (another pickle, a text file), not a damaged one.
@@ -380,6 +381,29 @@ def _keep_previous(path: Path) -> None:
         raise
 
 
+def _unwritable_directory_hint(directory: Path) -> str:
+    """How to make ``directory`` writable again, when that is why a save failed ("" when it is writable)."""
+    shown = os.path.abspath(directory)
+    quoted = shlex.quote(shown)
+    try:
+        st = os.stat(directory)
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        return ""
+    if read_only:
+        return (f"; the file system of {shown} is mounted read-only (since the save before?): remount it "
+                "read-write and try again, or copy the state file to a writable place and use that --state")
+    if st.st_uid == os.geteuid():
+        if st.st_mode & stat.S_IWUSR and st.st_mode & stat.S_IXUSR:
+            return ""
+        return (f"; the directory {shown} is not writable (mode {stat.S_IMODE(st.st_mode):04o}; made "
+                f"read-only since the save before?): chmod u+wx {quoted} and try again")
+    if os.access(directory, os.W_OK | os.X_OK):
+        return ""
+    return (f"; the directory {shown} belongs to {_user(st.st_uid)} and is not writable by you: have it made "
+            "writable and try again, or copy the state file to a directory of yours and use that --state")
+
+
 @contextmanager
 def _atomic_replace(path: Path, *, mode: int, keep_previous: bool, hasher: Any, action: str) -> Iterator[_Writer]:
     """Write a temporary file beside ``path`` and rename it onto ``path``.
@@ -438,6 +462,8 @@ def _atomic_replace(path: Path, *, mode: int, keep_previous: bool, hasher: Any, 
             )
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 outcome += f"; free space on the file system of {os.path.abspath(directory)} and try again"
+            elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+                outcome += _unwritable_directory_hint(directory)
             raise StateIOError(f"could not {action} {path}: {_describe(exc)} (while {step}); {outcome}") from exc
         raise
     try:
@@ -783,36 +809,42 @@ def _verify(path: Path, data: bytes, algorithm: int, key: bytes | None) -> None:
         hasher.update(signed)
         digest = hasher.digest()
     if not hmac.compare_digest(digest, data[len(data) - _DIGEST_SIZE :]):
-        raise _Damaged(
-            "checksum mismatch"
-            if key is None
-            else "signature mismatch: changed after it was written, or signed with another key"
-        )
+        raise _Damaged("checksum mismatch" if key is None else _SIGNATURE_MISMATCH)
 
 
 def _format_time(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp).astimezone().isoformat(sep=" ", timespec="seconds")
 
 
-def _previous_hint(path: Path, key: bytes | None, also: bool = True) -> tuple[str, bool]:
+def _previous_hint(path: Path, key: bytes | None, also: bool = True) -> tuple[str, bool, str | None]:
     """One sentence on whether the previous generation can replace the damaged (or, with
-    ``also=False``, missing) ``path``, and whether it can."""
+    ``also=False``, missing) ``path``, whether it can, and why it is damaged (None: it is not)."""
     previous = previous_path(path)
     try:
         with _contents(previous, "load") as (data, st):
             algorithm, _ = _parse_trailer(data)
             _verify(previous, data, algorithm, key)
     except FileNotFoundError:
-        return f"There is no previous generation ({previous}) to go back to.", False
+        return f"There is no previous generation ({previous}) to go back to.", False, None
     except _Damaged as damaged:
-        return f"The previous generation {previous} is damaged{' too' if also else ''} ({damaged.reason}).", False
+        too = " too" if also else ""
+        return f"The previous generation {previous} is damaged{too} ({damaged.reason}).", False, damaged.reason
     except (StateError, OSError) as exc:
         detail = _describe(exc) if isinstance(exc, OSError) else str(exc)
-        return f"The previous generation {previous} cannot be used{' either' if also else ''}: {detail}", False
+        return f"The previous generation {previous} cannot be used{' either' if also else ''}: {detail}", False, None
     return (
         f"The previous generation {previous} is intact (saved {_format_time(st.st_mtime)}); "
         f"to go back to it: cp {shlex.quote(str(previous))} {shlex.quote(str(path))}"
-    ), True
+    ), True, None
+
+
+def _key_source() -> str:
+    """Where the signing key in use came from, for messages."""
+    if os.environ.get(_KEY_VARIABLE):
+        return _KEY_VARIABLE
+    if os.environ.get(_KEY_FILE_VARIABLE):
+        return f"the file {os.environ[_KEY_FILE_VARIABLE]} that {_KEY_FILE_VARIABLE} names"
+    return "the key given to load()"
 
 
 def previous_hint(path: StrPath, key: bytes | None = None) -> str | None:
@@ -970,7 +1002,16 @@ def load(path: StrPath, *, lazy: bool = False, key: bytes | None = None) -> dict
                 algorithm, _ = _parse_trailer(data)
                 _verify(path, data, algorithm, key)
             except _Damaged as damaged:
-                hint, intact = _previous_hint(path, key)
+                hint, intact, previous_damage = _previous_hint(path, key)
+                if damaged.reason == previous_damage == _SIGNATURE_MISMATCH:  # one key wrong, not two files
+                    quoted = shlex.quote(str(path))
+                    raise StateCorrupt(
+                        f"state file {path} and its previous generation {previous_path(path)} both fail the "
+                        f"signature check; most likely the key ({_key_source()}) is not the one they were "
+                        f"signed with: check {_KEY_VARIABLE} or {_KEY_FILE_VARIABLE} and try again. Both were "
+                        "left as they are. Only if the key is right were they changed after they were written; "
+                        f"then, to start afresh, move the state file away: mv {quoted} {quoted}.damaged"
+                    ) from None
                 if not intact and damaged.reason in _FOREIGN:  # nothing was damaged: a wrong path
                     raise StateCorrupt(
                         f"{path} is not a state file ({damaged.reason}); it was left as it is. "

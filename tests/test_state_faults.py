@@ -360,3 +360,20 @@ def test_random_kills_of_a_saving_process_always_leave_a_whole_generation(saved)
         assert check_generation(state.load(state.previous_path(saved))) in (current - 1, current), f"seed {seed}"
     state.save(saved, generation(current + 1))
     assert listing(saved.parent) == ["s.pkl", "s.pkl.prev"]
+
+
+def test_a_save_into_a_directory_made_read_only_says_how_to_make_it_writable(saved, monkeypatch):
+    """A runner whose directory was made read-only while it ran: the message gives the fix."""
+    before = saved.read_bytes()
+    saved.parent.chmod(0o555)
+    try:
+        if os.geteuid() == 0:  # root creates files all the same: the kernel's answer to anyone else
+            fail_at(monkeypatch, "open_new", 1, oserror(errno.EACCES))
+        with pytest.raises(StateIOError) as info:
+            state.save(saved, generation(3))
+    finally:
+        saved.parent.chmod(0o755)
+    assert str(info.value).endswith(
+        f"; the previous state in {saved} is intact; the directory {saved.parent} is not writable (mode 0555; "
+        f"made read-only since the save before?): chmod u+wx {saved.parent} and try again")
+    assert saved.read_bytes() == before

@@ -525,6 +525,26 @@ def test_a_file_signed_with_another_key_is_refused(tmp_path):
         state.load(path, key=b"k1")
 
 
+def test_a_wrong_key_is_named_before_damage_when_both_generations_fail_the_signature(tmp_path, monkeypatch):
+    """Both generations signed, neither matching: a wrong SEARCH_STATE_KEY, not two damaged files."""
+    path = tmp_path / "s.pkl"
+    state.save(path, {"gen": 1}, key=b"k1")
+    state.save(path, {"gen": 2}, key=b"k1")
+    before = path.read_bytes()
+    monkeypatch.setenv("SEARCH_STATE_KEY", "k2")
+    expected = (
+        f"state file {path} and its previous generation {path}.prev both fail the signature check; most likely "
+        "the key (SEARCH_STATE_KEY) is not the one they were signed with: check SEARCH_STATE_KEY or "
+        "SEARCH_STATE_KEY_FILE and try again. Both were left as they are. Only if the key is right were they "
+        f"changed after they were written; then, to start afresh, move the state file away: mv {path} {path}.damaged"
+    )
+    with pytest.raises(StateCorrupt, match=f"^{re.escape(expected)}$"):
+        state.load(path)
+    assert path.read_bytes() == before
+    monkeypatch.setenv("SEARCH_STATE_KEY", "k1")
+    assert state.load(path) == {"gen": 2}
+
+
 def test_a_tampered_signed_file_is_refused(tmp_path):
     path = tmp_path / "s.pkl"
     state.save(path, {"gen": 1, "blob": bytes(1000)}, key=b"k1")
