@@ -4442,9 +4442,9 @@ def run_command(ctx, state_path, data, target, task, grids, families, cv, scorin
         raise click.BadParameter("the address is empty (an unset variable, an empty file?); give "
                                  "tcp://HOST:PORT, a scheduler file or 'local', or leave out --scheduler "
                                  "to run on this machine", param_hint="--scheduler")
+    _check_working_directory()  # before the lock: a lock file cannot be made in it either
     # A stop signal from here to the exit is a graceful stop (exit 3), or nothing once all is done:
     # ignored from the end of the run, when the exit code is decided, to the exit.
-    _check_working_directory()  # before the lock: a lock file cannot be made in it either
     with _Stop().on_signals(then=signal.SIG_IGN if _WHOLE_PROCESS else None) as stop:
         with state.lock(state_path):  # held by another runner: exit 4 now, not after the imports
             if scheduler is None:  # before this process imports scikit-learn: the two imports overlap
