@@ -418,9 +418,10 @@ def _text_sample(values):
     return present.sample(n=min(len(present), 10_000), random_state=0).astype(str).str.strip()
 
 
-def _zero_padded(values) -> bool:
-    """Whether text values include numbers written with leading zeros: codes kept as text on purpose."""
-    return bool(_text_sample(values).str.fullmatch(_PADDED).any())
+def _zero_padded(sample) -> bool:
+    """Whether text values (a :func:`_text_sample` of them) include numbers written with leading
+    zeros: codes kept as text on purpose."""
+    return bool(sample.str.fullmatch(_PADDED).any())
 
 
 def _warn_leading_zeros(path: str, frame, target: str) -> None:
@@ -481,13 +482,18 @@ def infer_task(y) -> str:
     return "classification" if len(np.unique(values)) <= 20 else "regression"
 
 
+def _target_name(dataset: Dataset) -> str:
+    """The target as messages name it: its column, or the y of where the data came from."""
+    return f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
+
+
 def _inferred_task(dataset: Dataset, task: str) -> str:
     """One line saying what the task inferred from the target's values was inferred from, and how
     to search the other one: 20 visit counts would be 20 classes, silently."""
     import numpy as np
     import pandas as pd
 
-    what = f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
+    what = _target_name(dataset)
     values = np.asarray(dataset.y).ravel()
     distinct = len(pd.unique(values))
     if values.dtype.kind in "iu" or (values.dtype.kind == "f" and task == "classification"):
@@ -515,10 +521,9 @@ def _warn_near_labels(dataset: Dataset) -> None:
                        dtype=object)
     groups = [sorted(g) for _, g in labels.groupby(labels.str.strip().str.casefold()) if len(g) > 1]
     if groups:
-        what = f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
         logger.warning("%s has labels that differ only in case or surrounding spaces (%s), searched as "
                        "separate classes; if each group is one class, clean the column (strip the spaces, "
-                       "write each label one way)", what,
+                       "write each label one way)", _target_name(dataset),
                        "; ".join(", ".join(map(repr, g)) for g in groups[:5]) + ("; ..." if len(groups) > 5 else ""))
 
 
@@ -560,7 +565,7 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
     from sklearn.utils.multiclass import type_of_target
 
     X, y = dataset.X, dataset.y
-    what = f"target {dataset.target!r}" if dataset.target else f"y ({dataset.source})"
+    what = _target_name(dataset)
     n = _n_rows(y)
     if n == 0:
         raise SearchError(f"{dataset.source} has no rows to search on")
@@ -661,16 +666,17 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
 _UNITS = r"^\s*(?:[$€£¥₹]|[A-Z]{3}\s)\s*|\s*(?:[$€£¥₹%]|\s[A-Z]{3})\s*$"
 
 
-def _numbers_in_text(values) -> str | None:
+def _numbers_in_text(values, sample=None) -> str | None:
     """How to write text values that are nearly all numbers so that pandas reads numbers; None if
     they are not numbers (nine in ten of the values at least, thousands separators or decimal commas
-    aside). Judged on a sample of a big table's rows; the values that are no numbers, on all."""
+    aside). Judged on a sample of a big table's rows (``sample``: :func:`_text_sample` of ``values``,
+    if made already); the values that are no numbers, on all."""
     import pandas as pd
 
     present = values.dropna()
     if len(present) == 0:
         return None
-    sample = _text_sample(present)
+    sample = _text_sample(present) if sample is None else sample
 
     def plain(t):
         return t.str.replace(r"(?<=\d),(?=\d{3}\b)", "", regex=True)
@@ -718,11 +724,12 @@ def check_columns(X, source: str, builtin: bool) -> None:
                                "were ordered; remove it from the file", name)
             continue
         distinct = values.nunique()
-        numbers = None if _zero_padded(values) else _numbers_in_text(values)
+        sample = _text_sample(values)  # what the values look like, for the three checks below
+        numbers = None if _zero_padded(sample) else _numbers_in_text(values, sample)
         if numbers:
             logger.warning("%s holds numbers, but also text, so each distinct value is read as a category "
                            "(a number never seen in training is then ignored); %s", name, numbers)
-        elif distinct > 1 and _dates(values):
+        elif distinct > 1 and _dates(sample):
             logger.warning("%s holds dates, each read as a category of its own (%d of them; a date never seen "
                            "in training is then ignored): derive numbers from it (year, month, day of week: "
                            "pd.to_datetime(X[%r]).dt.month, ...) in a grids file's load_data(), or remove it "
@@ -737,11 +744,11 @@ def check_columns(X, source: str, builtin: bool) -> None:
                            distinct)
 
 
-def _dates(values) -> bool:
-    """Whether text values are dates (or times) pandas can parse, nine in ten at least of a sample."""
+def _dates(sample) -> bool:
+    """Whether text values are dates (or times) pandas can parse, nine in ten at least of a
+    :func:`_text_sample` of them."""
     import pandas as pd
 
-    sample = _text_sample(values)
     if not sample.str.match(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}").mean() >= 0.9:
         return False
     with warnings.catch_warnings():
@@ -2776,6 +2783,8 @@ class _Runner:
             if entry is not None and entry["status"] == "pending":
                 entry.pop("environment", None)  # nothing was made with it: the first result sets it
             versions = _versions_changed(entry) if entry is not None else []
+            redefined = entry is not None and \
+                (entry["estimator_fingerprint"], entry["grid_fingerprint"]) != (estimator_fp, grid_fp)
             if entry is not None and entry["status"] == "failed":
                 logger.info("family %r failed in an earlier run: searching it again", name)
                 entry = None  # a failed family holds no work worth keeping
@@ -2787,11 +2796,9 @@ class _Runner:
                                "without its %d saved candidates", name, _versions_text(versions, "then"),
                                len(entry["candidates"]))
                 entry = None  # results of two versions are not mixed in one family
-            elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
-                    != (estimator_fp, grid_fp) and entry["status"] == "pending":
+            elif redefined and entry["status"] == "pending":
                 entry = None  # nothing saved to lose: it is the family as defined now
-            elif entry is not None and (entry["estimator_fingerprint"], entry["grid_fingerprint"]) \
-                    != (estimator_fp, grid_fp):
+            elif redefined:
                 if not self.config.redo_changed:
                     changed.append((name, _what_changed(entry, estimator, estimator_fp, parts, grid_fp, candidates),
                                     bool(_versions_changed(entry, _CODE_VERSIONS))))
@@ -3393,7 +3400,7 @@ def _versions_text(versions: list, which: str = "both") -> str:
 
 def _install_recorded(versions: list, made: str = "begun") -> str:
     """How to get the recorded versions back: pip for packages, the Python of that minor version."""
-    fixes = [f"run it with Python {'.'.join(then.split('.')[:2])}" for n, then, _ in versions if n == "python"]
+    fixes = [f"run it with Python {_python_minor(then)}" for n, then, _ in versions if n == "python"]
     pins = " ".join(f'"{n}=={then}"' for n, then, _ in versions if n != "python")
     if pins:
         fixes.append(f"install {'the versions' if ' ' in pins else 'the version'} it was {made} with "
@@ -3812,9 +3819,9 @@ def _best_estimator(data: dict, name: str):
     recorded = _family_environment(data, name)
     differs = _differences(recorded, f"family {name!r} was made")
     if recorded is not data.get("environment"):  # loading the state warned of the last runner's versions
-        said = {d.partition(" with ")[2] for d in _differences(data.get("environment"))}
-        for difference in differs:
-            if difference.partition(" with ")[2] not in said:
+        said = set(state.changed_versions(data.get("environment")))
+        for version, difference in zip(state.changed_versions(recorded), differs):  # in the same order
+            if version not in said:
                 warnings.warn(f"{difference}; its best estimator may not load or behave the same",
                               state.EnvironmentMismatchWarning, stacklevel=3)
     try:
@@ -3896,16 +3903,18 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
     blob = blob if isinstance(blob, Pickled) else Pickled(blob)
     untrusted: list[str] = []
     run_data = data["run"]["data"]
-    if fmt != "pickle":  # joblib and skops write the estimator anew, which scikit-learn stamps with its version
-        for _, then, now in state.changed_versions(_family_environment(data, name), ("scikit-learn",)):
-            raise SearchError(
-                f"the best estimator of family {name!r} was fitted with scikit-learn {then}, and this is "
-                f"scikit-learn {now}: a {fmt} file written here would claim {now}, so that loading it would "
-                f"not warn of the difference. Export it where scikit-learn {then} is installed "
-                f'(pip install "scikit-learn=={then}"), or with --format pickle, which keeps the bytes '
-                f"scikit-learn {then} wrote"
-            )
-    estimator = None
+    # joblib and skops write the estimator anew, which scikit-learn stamps with its version
+    other = [] if fmt == "pickle" else state.changed_versions(_family_environment(data, name), ("scikit-learn",))
+    if other:
+        _, then, now = other[0]
+        raise SearchError(
+            f"the best estimator of family {name!r} was fitted with scikit-learn {then}, and this is "
+            f"scikit-learn {now}: a {fmt} file written here would claim {now}, so that loading it would "
+            f"not warn of the difference. Export it where scikit-learn {then} is installed "
+            f'(pip install "scikit-learn=={then}"), or with --format pickle, which keeps the bytes '
+            f"scikit-learn {then} wrote"
+        )
+    estimator, text = None, _text_in_training(run_data)
     if fmt == "pickle":
         payload = blob.data  # already the estimator's pickle (custom code kept by value)
     elif fmt == "joblib":
@@ -3922,7 +3931,7 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
         with state.atomic_writer(output, mode=_new_file_mode()) as out:
             out.write(payload)
     return Export(name, fmt, output, untrusted, list(run_data.get("columns", [])),
-                  [c for c in run_data.get("text_columns", []) if c in _text_in_training(run_data)],
+                  [c for c in run_data.get("text_columns", []) if c in text],
                   hasattr(estimator, "feature_names_in_"))
 
 
