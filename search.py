@@ -2555,7 +2555,37 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
         _check_kinds(config.task, {name: grids.families[name][0] for name in selected}, grids.source)
     if config.scoring is None:
         _warn_unlike_scores({name: grids.families[name][0] for name in selected})
+    _refuse_booleans_to_builtin_preparation(dataset.X, {name: grids.families[name][0] for name in selected})
     return _Runner(config, grids, dataset, task, selected, stop)
+
+
+def _refuse_booleans_to_builtin_preparation(X, estimators: dict) -> None:
+    """Refuse, before any work, columns of dtype bool for families that begin with the built-in
+    preparation (``grids.preprocessor()``, as ``builtin_families`` do): its imputer refuses booleans,
+    so every fit would fail. ``--data`` gives such columns as 1 and 0; a ``load_data()``'s table is
+    given as it is, so the fix is there."""
+    import numpy as np
+    import pandas as pd
+
+    from grids import preprocessor
+
+    dtypes = getattr(X, "dtypes", None)
+    if not isinstance(dtypes, pd.Series):
+        return
+    columns = [str(c) for c, dtype in dtypes.items() if dtype == np.dtype(bool)]
+    if not columns:
+        return
+    builtin = fingerprint(preprocessor())
+    using = [name for name, estimator in estimators.items()
+             if hasattr(estimator, "steps") and fingerprint(estimator.steps[0][1]) == builtin]
+    if using:
+        listed = ", ".join(map(repr, columns))
+        raise SearchError(
+            f"load_data() returned column{'s' if len(columns) > 1 else ''} {listed} of True/False (dtype bool), "
+            f"and famil{'ies' if len(using) > 1 else 'y'} {', '.join(using)} begin{'' if len(using) > 1 else 's'} "
+            "with the built-in preparation, whose imputer refuses booleans: every fit would fail. Give them "
+            f"as the numbers 1 and 0 in load_data(), as --data does: X[[{listed}]] = X[[{listed}]].astype(float)"
+        )
 
 
 def _check_kinds(task: str, estimators: dict, source: str) -> None:

@@ -826,6 +826,40 @@ def test_a_state_begun_with_true_false_as_categories_resumes_and_predicts_with_t
     assert (pd.read_csv(out)["prediction"][known] == frame["label"][known]).all()
 
 
+def test_booleans_from_load_data_to_the_builtin_preparation_are_refused_before_any_work(tmp_path):
+    """A grids file's load_data() reading the same CSV with pandas gets dtype bool, which the built-in
+    preparation's imputer refuses: every fit failed, after the families without it had run."""
+    csv, _ = true_false_table(tmp_path, gaps=False)
+    grids = tmp_path / "bool_grids.py"
+    grids.write_text(
+        "import pandas as pd\n"
+        "from sklearn.naive_bayes import GaussianNB\n"
+        "from grids import builtin_families\n"
+        "FAMILIES = {**{k: v for k, v in builtin_families('classification').items() if k in ('lr', 'nb')},\n"
+        "            'plain': (GaussianNB(), {'var_smoothing': [1e-9]})}\n"
+        f"FRAME = pd.read_csv({str(csv)!r})\n"
+        "def load_data():\n"
+        "    return FRAME[['x', 'member']], FRAME['label']\n")
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", str(grids), "--cv", "3", "--n-jobs", "1")
+    assert result.exit_code == 1
+    assert ("load_data() returned column 'member' of True/False (dtype bool), and families lr, nb begin with "
+            "the built-in preparation, whose imputer refuses booleans: every fit would fail. Give them as the "
+            "numbers 1 and 0 in load_data(), as --data does: X[['member']] = X[['member']].astype(float)"
+            ) in result.output
+    assert not path.exists()
+    # a family without it takes booleans as they are (scikit-learn makes them numbers)
+    result = invoke("run", "--state", str(path), "--grids", str(grids), "--families", "plain", "--cv", "3",
+                    "--n-jobs", "1")
+    assert result.exit_code == 0, result.output
+    # the fix as given works
+    grids.write_text(grids.read_text().replace("FRAME[['x', 'member']]",
+                                               "FRAME[['x', 'member']].astype({'member': float})"))
+    result = invoke("run", "--state", str(tmp_path / "fixed.pkl"), "--grids", str(grids), "--cv", "3",
+                    "--n-jobs", "1")
+    assert result.exit_code == 0, result.output
+
+
 @pytest.mark.parametrize("name, magic", [("pred.csv.gz", b"\x1f\x8b"), ("pred.csv.bz2", b"BZh"),
                                          ("pred.csv.zip", b"PK\x03\x04"), ("pred.csv.xz", b"\xfd7zXZ"),
                                          ("PRED.CSV.GZ", b"\x1f\x8b"), ("pred.csv", b"size,")])
