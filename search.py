@@ -780,6 +780,16 @@ def _check_scorer(scoring: str | None, task: str, y, what: str, cv: int = 5) -> 
             warnings.simplefilter("ignore")
             scorer(dummy.fit(X, y), X, y)
     except Exception as exc:
+        if task == "classification" and "pos_label" in str(exc):  # f1, precision, recall of labels not 0/1
+            from sklearn.metrics import get_scorer_names
+
+            other = (f"{scoring}_macro (each class taken as the positive one in turn, averaged)"
+                     if f"{scoring}_macro" in get_scorer_names() else "roc_auc, which needs no positive class")
+            raise SearchError(
+                f"--scoring {scoring} scores the class 1 as the positive one, and the classes of {what} are "
+                f"{_examples(np.unique(y))}: choose --scoring {other}, or make the target 1 for the positive "
+                "class and 0 for the other (in the CSV, or in a grids file's load_data())"
+            ) from None
         raise SearchError(
             f"--scoring {scoring} cannot score {task} predictions of {what}: "
             f"{type(exc).__name__}: {exc}; choose a {task} scorer, e.g. {_SCORERS[task]}"

@@ -799,6 +799,13 @@ UNSEARCHABLE = {
                                  "regression, but target 'label' holds text"),
     "regression-scorer": (None, ["--target", "label", "--scoring", "r2"],
                           "--scoring r2 cannot score classification predictions of target 'label'"),
+    "f1-of-text-labels": (None, ["--target", "label", "--scoring", "f1"],
+                          "--scoring f1 scores the class 1 as the positive one, and the classes of target 'label' "
+                          "are 'no', 'yes': choose --scoring f1_macro (each class taken as the positive one in "
+                          "turn, averaged), or make the target 1 for the positive class and 0 for the other"),
+    "average-precision-of-text-labels": (None, ["--target", "label", "--scoring", "average_precision"],
+                                         "choose --scoring roc_auc, which needs no positive class, or make the "
+                                         "target 1 for the positive class"),
     "constant-quantity": (lambda f: f.assign(amount=5.0), ["--target", "amount", "--task", "regression"],
                           "target 'amount' has the same value (5) in all 60 rows: there is nothing to predict"),
     "numbers-written-as-text": (lambda f: f.assign(amount=[f"{v * 1000 + 9000:,.0f}" for v in f["amount"]]),
