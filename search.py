@@ -722,6 +722,11 @@ def check_columns(X, source: str, builtin: bool) -> None:
                 logger.warning("%s looks like a row index saved with the table (pandas' to_csv writes one "
                                "unless index=False): it is used as a feature, and can leak how the rows "
                                "were ordered; remove it from the file", name)
+            elif (n >= 20 and _identifier_name(column) and pd.api.types.is_integer_dtype(values.dtype)
+                  and values.is_unique):
+                logger.warning("%s holds a different number in every row and is named like an identifier: "
+                               "it is used as an amount, which predicts nothing (or leaks how the rows were "
+                               "numbered); remove it from the file if it is an identifier", name)
             continue
         distinct = values.nunique()
         sample = _text_sample(values)  # what the values look like, for the three checks below
@@ -742,6 +747,11 @@ def check_columns(X, source: str, builtin: bool) -> None:
             logger.warning("%s holds %d distinct values: one-hot encoded, it becomes as many columns (slow, "
                            "memory-hungry); remove it, or group its values, if it is not needed", name,
                            distinct)
+
+
+def _identifier_name(column) -> bool:
+    """Whether a column's name says it numbers the rows: id, ID, customer_id, CustomerID, row-id."""
+    return re.search(r"(^|[^a-zA-Z])(id|ID|Id)$|[a-z]ID$|[a-z]Id$", str(column).strip()) is not None
 
 
 def _dates(sample) -> bool:

@@ -1182,6 +1182,18 @@ def test_workers_warnings_are_reported_once_and_columns_that_cost_much_are_named
     assert "column 'Unnamed: 0' of" in done.stderr and "looks like a row index" in done.stderr
 
 
+def test_a_numeric_column_named_like_an_identifier_with_a_number_per_row_is_named(caplog):
+    n = 40
+    frame = pd.DataFrame({"CustomerID": np.arange(1000, 1000 + n), "store_id": np.arange(n) % 4,
+                          "paid": np.arange(n), "row-id": np.arange(n)[::-1], "x": np.linspace(0, 1, n)})
+    with caplog.at_level("WARNING", logger="search"):
+        search.check_columns(frame, "t.csv", builtin=True)
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == [f"column {c!r} of t.csv holds a different number in every row and is named like an "
+                      "identifier: it is used as an amount, which predicts nothing (or leaks how the rows were "
+                      "numbered); remove it from the file if it is an identifier" for c in ("CustomerID", "row-id")]
+
+
 def test_codes_written_with_leading_zeros_are_named_and_read_as_text_in_a_grids_file(tmp_path, caplog):
     frame = _table(60).drop(columns="name")
     frame["zip"] = [f"{990 + i % 7:05d}" for i in range(60)]  # 00990 ... 00996
