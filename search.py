@@ -196,6 +196,8 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
             # the index (pandas' default) or silently dropped; a delimiter ending every line is fine.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(path, index_col=False, **options)
+            if any("\x00" in str(c) for c in frame.columns):  # UTF-16 without its byte-order mark
+                _refuse_other_formats(path)
             if not as_written:  # read once more as written: done when it was read as such
                 _check_header(path, frame)
             return frame
@@ -259,8 +261,11 @@ def _refuse_other_formats(path: str) -> None:
     elif start.startswith(b"PAR1"):
         kind, reader = "a parquet file", "read_parquet"
     elif start.startswith((b"\xff\xfe", b"\xfe\xff")) or start[1:64:2].count(0) > 16 or start[:64:2].count(0) > 16:
+        # without a byte-order mark, iconv's utf-16 is big-endian: name the order the NULs show
+        encoding = ("utf-16" if start.startswith((b"\xff\xfe", b"\xfe\xff")) else
+                    "utf-16le" if start[1:64:2].count(0) > 16 else "utf-16be")
         fix = (f"--data {path} is UTF-16 text, not UTF-8: save it as \"CSV UTF-8\", or convert it, "
-               f"e.g. iconv -f utf-16 -t utf-8 {shlex.quote(path)} > {out}")
+               f"e.g. iconv -f {encoding} -t utf-8 {shlex.quote(path)} > {out}")
     elif start.startswith(b"\x1f\x8b") and not name.lower().endswith(".gz"):
         fix = (f"--data {path} is gzip-compressed: name it .csv.gz (pandas reads it then), or "
                f"gunzip it (gunzip -c {shlex.quote(path)} > {out})")

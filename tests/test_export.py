@@ -891,6 +891,13 @@ NOT_CSV = {
     "utf16.csv": (lambda p: p.write_text("size,color\n0.1,red\n", encoding="utf-16"),
                   "--data {} is UTF-16 text, not UTF-8: save it as \"CSV UTF-8\", or convert it, e.g. "
                   "iconv -f utf-16 -t utf-8 {} > converted.csv"),
+    # without a byte-order mark pandas read it without an error: columns of NULs, a target "not a column"
+    "utf16le.csv": (lambda p: p.write_text("size,color,label\n0.1,red,yes\n", encoding="utf-16-le"),
+                    "--data {} is UTF-16 text, not UTF-8: save it as \"CSV UTF-8\", or convert it, e.g. "
+                    "iconv -f utf-16le -t utf-8 {} > converted.csv"),
+    "utf16be.csv": (lambda p: p.write_text("size,color,label\n0.1,red,yes\n", encoding="utf-16-be"),
+                    "--data {} is UTF-16 text, not UTF-8: save it as \"CSV UTF-8\", or convert it, e.g. "
+                    "iconv -f utf-16be -t utf-8 {} > converted.csv"),
     "data.parquet": (lambda p: p.write_bytes(b"PAR1\x15\x04\x15\x10\x15\x14L\x15\x04\x15\x00\x12\x00\x00"
                                              b"\x08\x1c\n\x00\x00\x00\n\x00\x00\x00" + bytes(range(256)) + b"PAR1"),
                      "--data {} is a parquet file, not CSV: convert it with pandas: python -c 'import pandas "
