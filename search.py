@@ -3835,14 +3835,17 @@ def _refuse_user_code_of_another_python(data: dict, name: str) -> None:
     import platform
 
     entry = data["families"][name]
-    parts = entry.get("code_parts") or {}
     then = (_family_environment(data, name) or {}).get("python")
     now = platform.python_version()
-    if not parts or not isinstance(then, str) or _python_minor(then) == _python_minor(now):
+    if not isinstance(then, str) or _python_minor(then) == _python_minor(now):
+        return
+    # the estimator's own code, and the grid's that its best parameters set (a FunctionTransformer's func)
+    code = ", ".join(sorted({k.partition(":")[2] or k for k in entry.get("code_parts") or {}}
+                            | set(_grids_file_objects(list((entry.get("best_params") or {}).values())))))
+    if not code:
         return
     source = entry.get("grids") or data["run"].get("grids")
     where = f" of {os.path.basename(source)}" if source and source not in ("classification", "regression") else ""
-    code = ", ".join(sorted({k.partition(":")[2] or k for k in parts}))
     again = f"search run --grids {shlex.quote(source)} --redo-changed" if where else "search run --redo-changed"
     raise SearchError(
         f"the best estimator of family {name!r} holds code{where} ({code}) pickled by value under "

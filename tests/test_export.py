@@ -241,6 +241,30 @@ def test_code_of_the_grids_file_pickled_under_another_python_is_refused(custom_s
     assert not (tmp_path / "m.pkl").exists() and not (tmp_path / "m.joblib").exists()
 
 
+def test_code_of_the_grids_file_set_by_the_best_params_is_refused_under_another_python(tmp_path):
+    """A function of the grids file in the grid, not in the estimator, is in the best estimator too."""
+    grids = tmp_path / "grid_code.py"
+    grids.write_text(
+        "import numpy as np\n"
+        "from sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\n"
+        "from sklearn.preprocessing import FunctionTransformer\n"
+        "def square(X):\n    return X * X\n"
+        "FAMILIES = {'lr': (make_pipeline(FunctionTransformer(), LogisticRegression(max_iter=50)),\n"
+        "                   {'functiontransformer__func': [square]})}\n")
+    path = tmp_path / "s.pkl"
+    search.run(search.RunConfig(str(path), grids=str(grids), cv=2, n_jobs=1, progress=False))
+    assert search.load_best(str(path)).steps[0][1].func.__name__ == "square"
+    other = saved_under(path, tmp_path, python=other_python_minor())
+    wanted = (f"the best estimator of family 'lr' holds code of grid_code.py (square) pickled by value under "
+              f"Python {other_python_minor()}")
+    with pytest.raises(search.SearchError, match=re.escape(wanted)):
+        search.load_best(str(other))
+    done = run_search(["export", "--state", str(other), "-o", "m.pkl"], tmp_path)
+    assert done.returncode == 1 and wanted in done.stderr, done.stderr
+    assert not (tmp_path / "m.pkl").exists()
+
+
 def test_models_without_code_of_the_grids_file_load_under_another_python(table_state, tmp_path):
     other = saved_under(table_state[0], tmp_path, python=other_python_minor())
     with pytest.warns(state.EnvironmentMismatchWarning, match=re.escape(f"python {other_python_minor()}")):
