@@ -3986,11 +3986,36 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
         sys.stdout.buffer.write(payload)
         sys.stdout.buffer.flush()
     else:
-        with state.atomic_writer(output, mode=_new_file_mode()) as out:
-            out.write(payload)
+        write_output(output, payload)
     return Export(name, fmt, output, untrusted, list(run_data.get("columns", [])),
                   [c for c in run_data.get("text_columns", []) if c in text],
                   hasattr(estimator, "feature_names_in_"))
+
+
+def write_output(output: str, payload) -> None:
+    """Write ``payload`` (an export, predictions) to ``output`` where a shell's ``>`` would put it,
+    atomically where that can be: a file is replaced whole, or is left as it was; through a symbolic
+    link, the file it points to is (the link stays); a device or a named pipe (``/dev/null``,
+    ``/dev/stdout``, a FIFO) is written to, not replaced by a file."""
+    import stat
+
+    try:
+        st = os.stat(output)  # what a link leads to
+    except OSError:
+        st = None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise SearchError(f"--output {output} is a directory; give a file in it, e.g. "
+                          f"-o {shlex.quote(os.path.join(output, 'predictions.csv'))}")
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        try:
+            with open(output, "wb") as out:
+                out.write(payload)
+        except OSError as exc:
+            raise SearchError(f"could not write {output}: {exc.strerror or exc}") from None
+        return
+    target = os.path.realpath(output) if os.path.islink(output) else output
+    with state.atomic_writer(target, mode=_new_file_mode()) as out:
+        out.write(payload)
 
 
 def _new_file_mode() -> int:
@@ -4674,8 +4699,7 @@ def predict_command(state_path, family, data, output, proba):
         return
     written = io.BytesIO()  # pandas writes bytes (and compresses) only to a file object it knows
     result.to_csv(written, index=False, compression=compression)
-    with state.atomic_writer(output, mode=_new_file_mode()) as out:
-        out.write(written.getbuffer())
+    write_output(output, written.getbuffer())
     click.echo(f"wrote {len(result)} predictions to {output}", err=True)
 
 

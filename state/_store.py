@@ -886,7 +886,9 @@ def is_state_file(path: StrPath) -> bool:
     Only the trailer is read, so this is cheap however large the file; it is
     how commands that write other files refuse to overwrite a state file.
     """
-    try:
+    try:  # a FIFO would block the open until something writes to it
+        if not stat.S_ISREG(_fileops.lstat(path).st_mode):
+            return False
         fd = _fileops.open_read(path)
     except OSError:
         return False
