@@ -671,6 +671,10 @@ def check_data(dataset: Dataset, task: str, cv: int, scoring: str | None, why: s
 _UNITS = r"^\s*(?:[$€£¥₹]|[A-Z]{3}\s)\s*|\s*(?:[$€£¥₹%]|\s[A-Z]{3})\s*$"
 
 
+# What stands for a missing value in files pandas does not read as missing (it does NA, n/a, null, ...).
+_MISSING_MARKS = r"[?.*_/-]+|missing|unknown|none|empty|nil"
+
+
 def _numbers_in_text(values, sample=None) -> str | None:
     """How to write text values that are nearly all numbers so that pandas reads numbers; None if
     they are not numbers (nine in ten of the values at least, thousands separators or decimal commas
@@ -691,7 +695,10 @@ def _numbers_in_text(values, sample=None) -> str | None:
                         lambda t: t.str.replace(",", ".", regex=False)),
                        (" without currency signs, units or thousands separators (151000, not $151,000)",
                         lambda t: plain(t.str.replace(_UNITS, "", regex=True)))):
-        if pd.to_numeric(clean(sample) if clean else sample, errors="coerce").notna().mean() >= 0.9:
+        numbers = pd.to_numeric(clean(sample) if clean else sample, errors="coerce").notna()
+        # nearly all numbers; or mostly, the rest marking missing values (?, -, missing)
+        if numbers.mean() >= 0.9 or (numbers.mean() >= 0.5 and sample[~numbers].str.strip().str.fullmatch(
+                _MISSING_MARKS, case=False).all()):
             text = present.astype(str).str.strip()
             parsed = pd.to_numeric(clean(text) if clean else text, errors="coerce").notna()
             bad = pd.unique(text[~parsed])

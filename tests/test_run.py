@@ -1194,6 +1194,22 @@ def test_a_numeric_column_named_like_an_identifier_with_a_number_per_row_is_name
                       "numbered); remove it from the file if it is an identifier" for c in ("CustomerID", "row-id")]
 
 
+def test_numbers_with_many_missing_value_marks_are_named_as_numbers_read_as_text(caplog):
+    """Nine in ten values had to be numbers: a column with "?" in one row of seven was one-hot encoded
+    without a word."""
+    n = 70
+    frame = pd.DataFrame({"dose": ["?" if i % 7 == 0 else str(i) for i in range(n)],
+                          "mixed": ["-" if i % 3 == 0 else f"{i}.5" for i in range(n)],
+                          "words": ["?" if i % 7 == 0 else f"w{i % 5}" for i in range(n)],
+                          "half": [str(i % 9) if i % 2 else f"lot {i % 9}" for i in range(n)]})
+    with caplog.at_level("WARNING", logger="search"):
+        search.check_columns(frame, "t.csv", builtin=True)
+    warned = [r.getMessage() for r in caplog.records]
+    assert [w.split(" of t.csv")[0] for w in warned] == ["column 'dose'", "column 'mixed'"], warned
+    assert warned[0].endswith("write them as plain numbers and leave missing values' cells empty (not '?')")
+    assert warned[1].endswith("(not '-')")
+
+
 def test_codes_written_with_leading_zeros_are_named_and_read_as_text_in_a_grids_file(tmp_path, caplog):
     frame = _table(60).drop(columns="name")
     frame["zip"] = [f"{990 + i % 7:05d}" for i in range(60)]  # 00990 ... 00996
