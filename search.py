@@ -4205,6 +4205,8 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             if pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_datetime64_any_dtype(values.dtype) \
                     or pd.api.types.infer_dtype(values, skipna=True) == "boolean":
                 continue  # booleans (with missing values) go as they are: to a model of 0 and 1, they are
+            if column in info.get("boolean_columns", ()):  # True/False beside 1/0: read as text, all of them
+                values = values.map(_boolean_as_number)
             numbers = pd.to_numeric(values, errors="coerce")
             bad = values[numbers.isna() & values.notna()]
             if len(bad):
@@ -4246,6 +4248,18 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None
     return added
+
+
+def _boolean_as_number(value):
+    """``value`` of a column that held True and False in training, as the number a model of it knows:
+    True and "true" (any case) are 1.0, False and "false" 0.0; anything else as it is."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, str):
+        return {"true": 1.0, "false": 0.0}.get(value.strip().lower(), value)
+    return value
 
 
 def _as_text(values):

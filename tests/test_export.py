@@ -812,6 +812,12 @@ def test_true_false_columns_are_searched_and_predicted_as_in_training(tmp_path, 
     assert model.predict(pd.read_csv(csv)[["x", "member"]]).tolist() == predicted.tolist()
     rows = pd.DataFrame({"x": [0.0, 0.0, 0.0], "member": [True, False, None]})
     assert search.predict_frame(str(path), rows)["prediction"].tolist()[:2] == ["yes", "no"]
+    # a row's prediction does not depend on the others: True beside 1 (all read as text) is True
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("x,member\n0,1\n0,True\n0, false \n0,0\n")
+    assert search.predict_csv(str(path), str(mixed))["prediction"].tolist() == ["yes", "yes", "no", "no"]
+    rows = pd.DataFrame({"x": [0.0] * 4, "member": [True, "True", "FALSE", 0]})
+    assert search.predict_frame(str(path), rows)["prediction"].tolist() == ["yes", "yes", "no", "no"]
 
 
 def test_text_in_a_true_false_column_is_named_as_such(tmp_path):
