@@ -1796,7 +1796,7 @@ class DaskPool:
         except ImportError:
             raise SearchError(
                 "--scheduler needs dask's distributed scheduler, which is not installed; "
-                "install it with: pip install 'checkpointed-search[dask]'"
+                "install it with: pip install 'dask[distributed]>=2024.1' (what this tool's dask extra holds)"
             ) from None
         import joblib
 

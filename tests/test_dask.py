@@ -611,7 +611,8 @@ def test_without_distributed_the_message_says_how_to_install(tmp_path, monkeypat
     result = invoke(*run_args(tmp_path / "s.pkl", QUICK, "tcp://127.0.0.1:8786"))
     assert result.exit_code == 1
     assert "--scheduler needs dask's distributed scheduler, which is not installed; " \
-        "install it with: pip install 'checkpointed-search[dask]'" in result.output
+        "install it with: pip install 'dask[distributed]>=2024.1' (what this tool's dask extra holds)" \
+        in result.output
 
 
 def test_local_cluster_equals_gridsearchcv_and_leaves_no_process(tmp_path):
