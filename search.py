@@ -4147,7 +4147,14 @@ def predict_csv(path: str, csv: str, family: str | None = None, proba: bool = Fa
         raise SearchError(f"--data {csv} has no rows to predict for")
     added = _predictions(data, frame, family, proba)
     del frame  # the rows as typed for the model go before the rows as written come: one table at a time
-    return _with_predictions(read_table(csv, as_written=True), added)
+    written = read_table(csv, as_written=True)
+    if any(c == f"Unnamed: {i}" for i, c in enumerate(written.columns)):  # pandas' name for a blank header cell
+        import pandas as pd
+
+        header = pd.read_csv(csv, header=None, nrows=1, dtype=str, keep_default_na=False, index_col=False)
+        written.columns = ["" if c == f"Unnamed: {i}" and h == "" else c
+                           for i, (c, h) in enumerate(zip(written.columns, header.iloc[0]))]
+    return _with_predictions(written, added)
 
 
 def _text_in_training(info: dict) -> set:

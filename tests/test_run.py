@@ -1271,6 +1271,12 @@ def test_predict_reads_columns_as_in_training_and_writes_the_rows_as_they_were(t
     second = search.predict_csv(path, str(with_text), proba=True)
     assert first["proba_buy"][0] == second["proba_buy"][0] > 0.5
     assert list(first["id"]) == ["007", "NA"] and list(first["x"]) == ["0.0", "0.0"]
+    # blank header cells stay blank (pandas names them Unnamed: N); a header that says so, as it says
+    blanks = tmp_path / "blanks.csv"
+    blanks.write_text("x,store,,Unnamed: 3,\n0.0,7,,a,\n")
+    out = tmp_path / "out.csv"
+    assert invoke("predict", "--state", path, "--data", str(blanks), "-o", str(out)).exit_code == 0
+    assert out.read_text().splitlines()[0] == "x,store,,Unnamed: 3,,prediction"
     typo = tmp_path / "typo.csv"
     typo.write_text("x,store\n0.5,7\n?,12\n")
     result = invoke("predict", "--state", path, "--data", str(typo))
