@@ -2563,7 +2563,7 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
     if config.grids is None and grids.source != task:
         grids = load_grids(task)
     check_data(dataset, task, config.cv, config.scoring, why)
-    if why == "the target's values":
+    if why == "the target's values" and not dataset.source.endswith("(built-in)"):  # known: no advice
         logger.info("%s", _inferred_task(dataset, task))
     if task == "classification":
         _warn_near_labels(dataset)
@@ -4601,8 +4601,8 @@ def _report(ctx, report: RunReport, state_path: str, restarted: bool = False) ->
     if report.failed:
         for error in report.failed.values():
             click.echo(failure_headline(error), err=True)
-        click.echo(f"failed: {', '.join(report.failed)} (the whole tracebacks: `search status --json`)",
-                   err=True)
+        click.echo(f"failed: {', '.join(report.failed)} (each error's count and the last traceback: "
+                   "`search status --json`)", err=True)
         ctx.exit(1)
 
 

@@ -765,7 +765,7 @@ def test_an_early_refit_of_a_family_that_then_fails_is_not_waited_for(tmp_path, 
     done = run_search(["-q", "run", "--grids", str(GRIDS / "early_refit.py"), "--state", str(path), "--cv", "2",
                        "--n-jobs", "2", "--families", "fails"], tmp_path)
     assert done.returncode == 1, done.stderr
-    assert "failed: fails (the whole tracebacks: `search status --json`)" in done.stderr
+    assert "failed: fails (each error's count and the last traceback: `search status --json`)" in done.stderr
     assert "3 of 4 fits of family 'fails' failed" in done.stderr and "Traceback" not in done.stderr
     events = {tuple(line.split()[:3]) for line in log.read_text().splitlines()}
     assert ("start", "b", "all") in events and ("end", "b", "all") not in events
@@ -1409,6 +1409,15 @@ def test_the_task_inferred_from_the_target_is_said_in_one_line(tmp_path, caplog,
     said = [r.getMessage() for r in caplog.records if "searched as" in r.getMessage()]
     assert said == ([line] if line else []) and all(r.levelname == "INFO" for r in caplog.records
                                                     if "searched as" in r.getMessage())
+
+
+def test_the_built_in_data_gets_no_advice_on_its_task(tmp_path, caplog):
+    """Its task is known: "give --task regression if it is a quantity" of breast cancer's 0/1 was noise."""
+    with caplog.at_level("INFO"):
+        result = CliRunner().invoke(search.cli, ["run", "--state", str(tmp_path / "s.pkl"), "--families", "nb",
+                                                 "--cv", "3", "--n-jobs", "1"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert not [r for r in caplog.records if "searched as" in r.getMessage()]
 
 
 def test_labels_that_differ_only_in_case_or_spaces_are_named(tmp_path, caplog):
