@@ -2675,6 +2675,7 @@ class _Runner:
         self._early: dict[str, _Task] = {}  # family -> its early refit
         self._warned: set[tuple] = set()  # (category, message) of the workers' warnings reported
         self._first_submit = 0.0  # when the run handed its first task to the pool
+        self._unfinished: dict[str, float] = {}  # family -> the longest its fits ran unfinished before
         self._lost_work = 0  # tasks the pool lost and the runner ran again
         self.state = self._open_state(grids)
         self.families = self._prepare_families(grids)
@@ -2951,6 +2952,8 @@ class _Runner:
             self._refresh(fam)
             queue.extend(self._tasks_for(fam))
             fold_times[fam.name].extend(_saved_times(fam.entry))
+        # the longest one of a family's fits ran unfinished in earlier runs: it takes that at least
+        self._unfinished = {f.name: f.entry.get("cut_short", {}).get("longest", 0.0) for f in self.families}
         self._check_cut_short(queue)
         cut = {f.name for f in self.families if f.entry.get("cut_short")}
         if cut and any(t.family not in cut for t in queue):
@@ -2988,6 +2991,10 @@ class _Runner:
                     # the first task that still fits in the time left (of another family, perhaps)
                     task = next((t for t in queue if deadline is None or self._fits(t, fold_times, deadline)),
                                 None)
+                    if task is None and not self._first_submit:
+                        # nothing seems to fit, and nothing ran: the likeliest is tried all the same, for
+                        # the run to make progress or, cut short twice, to end the requeues (exit 1)
+                        task = min(queue, key=lambda t: self._estimate(t, fold_times))
                     if task is None:
                         break
                     if _suspect_in(inflight) or (task.suspect and inflight):
@@ -3112,6 +3119,7 @@ class _Runner:
 
     def _make_pool(self):
         if self.config.scheduler:
+            _remove_orphaned_data()  # of local runs killed on this machine: any search run sweeps them
             pool = DaskPool(self.config.scheduler, self.config.n_jobs, stop=self._stop)
             if not self._stop:  # stopped while waiting for a worker: there are none to tell of
                 logger.info("dask scheduler %s: %d worker threads%s", self.config.scheduler,
@@ -3269,14 +3277,19 @@ class _Runner:
                     logger.warning("%s: %s (family %r; reported once, as are warnings that differ "
                                    "from it only in their numbers)", category, message, fam.name)
 
-    def _fits(self, task, fold_times, deadline) -> bool:
+    def _estimate(self, task, fold_times) -> float:
+        """The seconds ``task`` will likely take: its family's mean fit so far; with none finished,
+        the longest one of its fits ran unfinished in earlier runs (it takes that at least), else 0."""
         seen = fold_times.get(task.family)
-        estimate = (sum(seen) / len(seen)) if seen else 0.0
+        estimate = (sum(seen) / len(seen)) if seen else self._unfinished.get(task.family, 0.0)
         if task.grown and seen:  # an ensemble grown to its largest size: about the slowest fit seen
             estimate = max(seen)
         if task.key is None:
             estimate *= self.config.cv / (self.config.cv - 1)
-        return time.monotonic() + estimate <= deadline
+        return estimate
+
+    def _fits(self, task, fold_times, deadline) -> bool:
+        return time.monotonic() + self._estimate(task, fold_times) <= deadline
 
     def _store_fold(self, fam: _Family, key: str, fold: int, result: dict) -> dict:
         """Keep one finished fold in the state (a kill loses only folds in flight); return the candidate's."""

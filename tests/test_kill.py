@@ -258,14 +258,18 @@ def test_data_folder_of_a_killed_runner_is_removed_by_its_workers(tmp_path):
     assert not any(f.exists() for f in folders)
 
 
-def test_data_folder_left_by_a_runner_and_its_workers_is_removed_by_the_next_runner(tmp_path):
-    """When the workers died with their runner (a power cut, a whole job killed): the next run cleans."""
+@pytest.mark.parametrize("pool", [[], ["--scheduler", "local"]], ids=["local", "dask"])
+def test_data_folder_left_by_a_runner_and_its_workers_is_removed_by_the_next_runner(tmp_path, pool):
+    """When the workers died with their runner (a power cut, a whole job killed): the next run cleans,
+    on a dask cluster too (it was the local pool's start that swept)."""
+    if pool:
+        pytest.importorskip("distributed")
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     left = Path(tempfile.mkdtemp(prefix=f"search-data-{int(dead.stdout)}-"))
     (left / "data.joblib").write_bytes(bytes(1000))
     path = tmp_path / "s.pkl"
-    done = run_search(["-q", "run", "--grids", str(GRIDS / "quick.py"), "--families", "nb", "--state", str(path)],
-                      tmp_path)
+    done = run_search(["-q", "run", "--grids", str(GRIDS / "quick.py"), "--families", "nb", "--state", str(path),
+                       "--n-jobs", "2", *pool], tmp_path)
     assert done.returncode == 0, done.stderr
     assert not left.exists()
 
@@ -461,9 +465,36 @@ def test_a_family_whose_fits_outlast_the_runs_does_not_hold_the_others_back(tmp_
     assert second.returncode == 3, second.stderr
     assert "sleepy last: the last run stopped while its fits ran, before any finished" in second.stderr
     data = state.load(path)
-    # all their fits (their refits may wait behind a sleepy fit the one worker took on ahead)
-    assert all(len(data["families"][f]["candidates"]) == 1 for f in ("nb", "nb2"))
-    assert data["families"]["sleepy"]["cut_short"]["runs"] == 2
+    # all their fits and refits
+    assert all(data["families"][f]["status"] == "done" for f in ("nb", "nb2"))
+    # not started again: a fit of it ran the whole last run unfinished, and this one had less time left
+    assert data["families"]["sleepy"]["cut_short"]["runs"] == 1
+
+
+def test_a_fit_that_ran_a_whole_run_unfinished_is_not_started_again_where_it_cannot_end(tmp_path):
+    """Both families cut short before (nb's record stale, from a run that stopped its fits too): the
+    sleepy fits, with no time measured, counted as taking none, took the worker in every requeued run,
+    nb never ran and the exit-1 check, waiting for nb's second cut, never came: exit 3 for ever. The
+    longest a fit ran unfinished is what it takes at least."""
+    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]}), '
+                                   '"nb": (GaussianNB(), {"var_smoothing": [1e-9]})}')
+    path = tmp_path / "s.pkl"
+    args = ["run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "1", "--max-time", "2s"]
+    assert run_search(args, tmp_path).returncode == 3
+    data = state.load(path)
+    assert data["families"]["nb"]["status"] == "pending" and data["families"]["sleepy"]["cut_short"]["runs"] == 1
+    data["families"]["nb"]["cut_short"] = {"runs": 1, "longest": 0.5, "max_time_runs": 0, "max_time": 2.0}
+    state.save(path, data)
+    second = run_search(args, tmp_path)
+    assert second.returncode == 3, second.stderr
+    data = state.load(path)
+    assert data["families"]["nb"]["status"] == "done" and data["families"]["sleepy"]["cut_short"]["runs"] == 1
+    third = run_search(args, tmp_path)  # nothing else left: tried again, as it may end this time
+    assert third.returncode == 3, third.stderr
+    assert state.load(path)["families"]["sleepy"]["cut_short"]["runs"] == 2
+    fourth = run_search(args, tmp_path)
+    assert fourth.returncode == 1, fourth.stderr
+    assert "family 'sleepy': every fit left needs more than --max-time 2s gives" in fourth.stderr
 
 
 def test_max_time_starts_another_familys_shorter_fit_when_the_next_one_would_not_end_in_time(tmp_path):
