@@ -2615,8 +2615,9 @@ def _refuse_booleans_to_builtin_preparation(X, estimators: dict) -> None:
         raise SearchError(
             f"load_data() returned column{'s' if len(columns) > 1 else ''} {listed} of True/False (dtype bool), "
             f"and famil{'ies' if len(using) > 1 else 'y'} {', '.join(using)} begin{'' if len(using) > 1 else 's'} "
-            "with the built-in preparation, whose imputer refuses booleans: every fit would fail. Give them "
-            f"as the numbers 1 and 0 in load_data(), as --data does: X[[{listed}]] = X[[{listed}]].astype(float)"
+            "with the built-in preparation, whose imputer refuses booleans: every fit would fail. Give "
+            f"{'them' if len(columns) > 1 else 'it'} as the numbers 1 and 0 in load_data(), as --data does: "
+            f"X[[{listed}]] = X[[{listed}]].astype(float)"
         )
 
 

@@ -874,7 +874,7 @@ def test_booleans_from_load_data_to_the_builtin_preparation_are_refused_before_a
     result = invoke("run", "--state", str(path), "--grids", str(grids), "--cv", "3", "--n-jobs", "1")
     assert result.exit_code == 1
     assert ("load_data() returned column 'member' of True/False (dtype bool), and families lr, nb begin with "
-            "the built-in preparation, whose imputer refuses booleans: every fit would fail. Give them as the "
+            "the built-in preparation, whose imputer refuses booleans: every fit would fail. Give it as the "
             "numbers 1 and 0 in load_data(), as --data does: X[['member']] = X[['member']].astype(float)"
             ) in result.output
     assert not path.exists()
