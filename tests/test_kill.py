@@ -420,13 +420,13 @@ def test_fits_longer_than_max_time_end_the_requeue_loop_with_a_message(tmp_path)
     path = tmp_path / "s.pkl"
     args = ["run", "--grids", str(GRIDS / "sleepy.py"), "--state", str(path), "--cv", "2",
             "--max-time", "2s"]
-    for run in (1, 2):
+    codes = []
+    while len(codes) < 5 and (not codes or codes[-1] == 3):
         done = run_search(args, tmp_path)
-        assert done.returncode == 3, done.stderr
-        assert state.load(path)["families"]["sleepy"]["cut_short"]["runs"] == run
+        codes.append(done.returncode)
+    # two runs cut its fits short (a run with nb's refit to do may leave them out: no time left for them)
+    assert codes[-1] == 1 and set(codes[:-1]) == {3} and len(codes) in (3, 4), (codes, done.stderr)
     assert state.load(path)["families"]["nb"]["status"] == "done"
-    done = run_search(args, tmp_path)
-    assert done.returncode == 1, done.stderr
     assert "sleepy: the last 2 runs stopped before any of its fits finished" in done.stderr
     assert ("family 'sleepy': every fit left needs more than --max-time 2s gives (the last runs ran "
             "them for up to") in done.stderr
