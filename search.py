@@ -696,9 +696,9 @@ def _numbers_in_text(values, sample=None) -> str | None:
                        (" without currency signs, units or thousands separators (151000, not $151,000)",
                         lambda t: plain(t.str.replace(_UNITS, "", regex=True)))):
         numbers = pd.to_numeric(clean(sample) if clean else sample, errors="coerce").notna()
+        share = numbers.mean()
         # nearly all numbers; or mostly, the rest marking missing values (?, -, missing)
-        if numbers.mean() >= 0.9 or (numbers.mean() >= 0.5 and sample[~numbers].str.strip().str.fullmatch(
-                _MISSING_MARKS, case=False).all()):
+        if share >= 0.9 or (share >= 0.5 and sample[~numbers].str.fullmatch(_MISSING_MARKS, case=False).all()):
             text = present.astype(str).str.strip()
             parsed = pd.to_numeric(clean(text) if clean else text, errors="coerce").notna()
             bad = pd.unique(text[~parsed])
@@ -763,7 +763,7 @@ def check_columns(X, source: str, builtin: bool) -> None:
 
 def _identifier_name(column) -> bool:
     """Whether a column's name says it numbers the rows: id, ID, customer_id, CustomerID, row-id."""
-    return re.search(r"(^|[^a-zA-Z])(id|ID|Id)$|[a-z]ID$|[a-z]Id$", str(column).strip()) is not None
+    return re.search(r"(^|[^a-zA-Z])(id|ID|Id)$|[a-z](ID|Id)$", str(column).strip()) is not None
 
 
 def _dates(sample) -> bool:
@@ -2583,11 +2583,12 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
                 f"expected one of {', '.join(grids.families)}{hint}"
             )
         selected = [f for f in grids.families if f in config.families]
+    estimators = {name: grids.families[name][0] for name in selected}
     if config.task:
-        _check_kinds(config.task, {name: grids.families[name][0] for name in selected}, grids.source)
+        _check_kinds(config.task, estimators, grids.source)
     if config.scoring is None:
-        _warn_unlike_scores({name: grids.families[name][0] for name in selected})
-    _refuse_booleans_to_builtin_preparation(dataset.X, {name: grids.families[name][0] for name in selected})
+        _warn_unlike_scores(estimators)
+    _refuse_booleans_to_builtin_preparation(dataset.X, estimators)
     return _Runner(config, grids, dataset, task, selected, stop)
 
 
@@ -4227,7 +4228,8 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
                     or pd.api.types.infer_dtype(values, skipna=True) == "boolean":
                 continue  # booleans (with missing values) go as they are: to a model of 0 and 1, they are
             if column in info.get("boolean_columns", ()):  # True/False beside 1/0: read as text, all of them
-                values = values.map(_boolean_as_number)
+                said = values.astype(str).str.strip().str.lower()  # True, "true", " FALSE": 1.0 and 0.0
+                values = values.where(~said.isin(("true", "false")), (said == "true").astype(float))
             numbers = pd.to_numeric(values, errors="coerce")
             bad = values[numbers.isna() & values.notna()]
             if len(bad):
@@ -4269,18 +4271,6 @@ def _predictions(data: dict, frame, family: str | None, proba: bool) -> dict:
             f"family {name!r} could not predict for these rows: {type(exc).__name__}: {exc}; {advice}"
         ) from None
     return added
-
-
-def _boolean_as_number(value):
-    """``value`` of a column that held True and False in training, as the number a model of it knows:
-    True and "true" (any case) are 1.0, False and "false" 0.0; anything else as it is."""
-    import numpy as np
-
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, str):
-        return {"true": 1.0, "false": 0.0}.get(value.strip().lower(), value)
-    return value
 
 
 def _as_text(values):
