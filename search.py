@@ -1097,9 +1097,10 @@ def _watch_runner(runner_pid: int) -> None:
 
     A SIGKILLed runner cannot tell its workers to stop; without this they would
     go on computing for nobody. Workers forked from the fork server are its
-    children, not the runner's, and hold the pipe whose closing would tell the
-    server that the runner is gone; so the runner itself is watched, through a
-    pidfd where the kernel has them (no polling, no pid reuse).
+    children, not the runner's, so the runner itself is watched, through a
+    pidfd where the kernel has them (no polling, no pid reuse). This thread
+    cannot run while a fit holds the GIL; the fork server then kills them
+    (:func:`_serve_runner`).
     """
 
     def gone():  # the runner left its copy of the data behind: the first worker to notice removes it
@@ -1132,6 +1133,12 @@ def _init_worker(runner_pid: int, env: dict) -> None:
     libraries already loaded, and ``env`` is set for those loaded later.
     """
     _watch_runner(runner_pid)
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    if server._forkserver_alive_fd is not None:  # forked from the fork server: see _serve_runner
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     # loky replaces a worker whose memory grew by 300 MB as "leaking", when psutil is installed:
     # these keep the data and transformed folds on purpose, and a new worker loads them again
     with contextlib.suppress(ImportError, AttributeError):
@@ -1528,6 +1535,54 @@ def _thread_env(n_workers: int) -> dict:
 
 
 _fork_context = None  # set while this process's fork server runs
+_SERVER_OF = "SEARCH_FORK_SERVER_OF"  # set for the fork server's start: the runner's pid
+
+
+def _serve_runner(runner_pid: int) -> None:
+    """In the fork server: when the runner has gone, take its workers and its data with it.
+
+    The server exits when the last holder of its "alive" pipe has closed it;
+    the workers close their copies (:func:`_init_worker`), so the runner is the
+    last. A SIGKILLed runner's workers also watch it themselves, but with a
+    Python thread, which cannot run while a fit holds the GIL in one long C
+    call (custom code: scikit-learn's own fits release it); this process is
+    idle then, and kills them at once, whatever they are doing. It leaves with
+    ``os._exit``: tearing scikit-learn down would take half a second more,
+    while it holds the runner's stdout and stderr open.
+    """
+
+    def runner_gone():
+        if os.getppid() == runner_pid:  # not the runner's exit: this server was only told to stop
+            return
+        for pid in _children():
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        _remove_data_of(runner_pid)
+        os._exit(0)
+
+    import atexit
+
+    atexit.register(runner_gone)
+
+
+def _children() -> list[int]:
+    """This process's children, read from /proc (none where there is no /proc: then the workers'
+    own watchers are all there is)."""
+    me = os.getpid()
+    children = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError, ValueError, IndexError):
+                    stat = Path(entry.path, "stat").read_bytes()  # "pid (name) state ppid ..."
+                    if int(stat.rsplit(b")", 1)[1].split()[1]) == me:
+                        children.append(int(entry.name))
+    return children
+
+
+if os.environ.get(_SERVER_OF) == str(os.getppid()):  # this process is a runner's fork server
+    del os.environ[_SERVER_OF]  # not the workers': they are forked from it
+    _serve_runner(os.getppid())
 
 
 @contextlib.contextmanager
@@ -1577,7 +1632,7 @@ def start_fork_server():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
     _own_multiprocessing_folder()
-    saved = {var: os.environ.get(var) for var in (*_THREAD_VARIABLES, "PYTHONSAFEPATH")}
+    saved = {var: os.environ.get(var) for var in (*_THREAD_VARIABLES, "PYTHONSAFEPATH", _SERVER_OF)}
     # One thread each until a worker's initializer gives it its share: no thread pools exist at a fork.
     os.environ.update({var: os.environ.get(var, "1") for var in _THREAD_VARIABLES})
     # The server runs as `python -c`, which puts the working directory first on its sys.path (and
@@ -1589,6 +1644,7 @@ def start_fork_server():
         # in a block of its own, and the fork server then starts with them blocked still.
         with _interrupts_kept_from_children():
             resource_tracker.ensure_running()
+        os.environ[_SERVER_OF] = str(os.getpid())
         with _interrupts_kept_from_children():
             forkserver.ensure_running()
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -255,6 +256,29 @@ def test_data_folder_of_a_killed_runner_is_removed_by_its_workers(tmp_path):
     proc.send_signal(signal.SIGKILL)  # the runner alone: its workers see it go
     proc.wait()
     assert_all_gone(children)
+    assert not any(f.exists() for f in folders)
+
+
+def test_workers_of_a_killed_runner_stop_in_a_fit_that_holds_the_gil(tmp_path):
+    """Their own watcher, a thread, cannot run until such a fit returns (minutes here): the fork server,
+    which sees the runner go, kills them, and removes the data."""
+    proc = start(["-q", "run", "--grids", str(GRIDS / "gil_holding.py"), "--state", str(tmp_path / "s.pkl"),
+                  "--n-jobs", "2"], tmp_path)
+    deadline = time.monotonic() + 60
+    while len(fitting := list(tmp_path.glob("fitting-*"))) < 2:
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    workers = [psutil.Process(int(f.name.split("-")[1])) for f in fitting]
+    folders = set(Path(tempfile.gettempdir()).glob(f"search-data-{proc.pid}-*"))
+    time.sleep(0.5)  # well inside the C call
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    try:
+        assert_all_gone(workers, timeout=10)
+    finally:
+        for worker in workers:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                worker.kill()
     assert not any(f.exists() for f in folders)
 
 
