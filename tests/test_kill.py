@@ -159,7 +159,8 @@ def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame, to):
     """A cluster's time limit or pre-emption: stop dispatching, save, exit 3, no worker left.
 
     Sent to the whole process group (Slurm's --signal without B:, a Ctrl-C, the hangup of a
-    closed terminal), the workers and helper processes get it too: the same stop, and no noise."""
+    closed terminal), the workers and helper processes get it too: the same stop, and no noise.
+    The state saved is the same whatever the signal: two of them resume it to the end."""
     path = tmp_path / "s.pkl"
     args = ["run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"]
     proc = start(args, tmp_path)
@@ -180,8 +181,9 @@ def test_stop_signal_saves_and_exits_3_quickly(tmp_path, signame, to):
     assert_all_gone(children)
     data = state.load(path)
     assert sum(len(f["candidates"]) for f in data["families"].values()) >= 2
-    resumed = run_search(["-q", *args], tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    if (signame, to) in {("SIGTERM", "runner"), ("SIGINT", "group")}:  # Slurm's scancel, a Ctrl-C
+        resumed = run_search(["-q", *args], tmp_path)
+        assert resumed.returncode == 0, resumed.stderr
 
 
 def test_a_reader_that_stops_reading_does_not_stop_the_search(tmp_path):
