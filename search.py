@@ -1551,9 +1551,7 @@ def _serve_runner(runner_pid: int) -> None:
     while it holds the runner's stdout and stderr open.
     """
 
-    def runner_gone():
-        if os.getppid() == runner_pid:  # not the runner's exit: this server was only told to stop
-            return
+    def runner_gone():  # the runner's own stop of this server is a SIGKILL: no exit handler runs then
         for pid in _children():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
