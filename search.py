@@ -3388,7 +3388,11 @@ class _Runner:
         n_fits = len(fam.candidates) * self.config.cv
         if _best(entry["cv_results"]) is None:  # reported as failed, with this summary, not warned of
             entry["status"] = "failed"
-            entry["error"] = _failure_summary(fam.name, errors, n_fits, every_candidate=True)
+            import numpy as np
+
+            nan_folds = int(np.isnan([r["test_scores"] for r in entry["candidates"].values()]).sum())
+            entry["error"] = _failure_summary(fam.name, errors, n_fits, every_candidate=True,
+                                              nan_folds=nan_folds)
             self.report.failed[fam.name] = entry["error"]
             self._dirty = True
             return None
@@ -3661,7 +3665,13 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds:g}s" if seconds < 120 else f"{seconds / 60:g}m"
 
 
-def _failure_summary(name: str, errors: list[str], n_fits: int, every_candidate: bool = False) -> str:
+def _failure_summary(name: str, errors: list[str], n_fits: int, every_candidate: bool = False,
+                     nan_folds: int = 0) -> str:
+    if not errors:  # every candidate has a NaN score that no error explains: the scorer returned it
+        return (f"{nan_folds} of {n_fits} folds of family {name!r} scored NaN, though no fit or scorer "
+                "failed: the scorer returned NaN (as roc_auc does on a test fold with one class: the "
+                "run's warnings say why). Every candidate has such a fold, so none has a mean score to "
+                "rank it by. Use a smaller --cv, remove the rare classes, or choose another --scoring")
     counts = collections.Counter(e.strip().splitlines()[-1] for e in errors)
     lines = [f"{len(errors)} of {n_fits} fits of family {name!r} failed; their score is NaN."]
     if every_candidate and len(errors) < n_fits:

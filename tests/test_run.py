@@ -1449,3 +1449,28 @@ def test_a_date_column_is_told_to_become_numbers_not_removed_like_an_identifier(
         f"seen in training is then ignored): derive numbers from it (year, month, day of week: "
         f"pd.to_datetime(X[{name!r}]).dt.month, ...) in a grids file's load_data(), or remove it from the file"
         for name in ("day", "at")], warned
+
+def test_a_family_whose_scorer_returns_nan_on_every_candidate_fails_with_a_message(tmp_path):
+    """roc_auc on test folds that lack the rare class returns NaN without raising: no error to show,
+    yet no candidate has a mean score. Before, this raised IndexError, and the families after it were
+    never searched, run after run."""
+    (tmp_path / "rare.py").write_text(
+        "import numpy as np\n"
+        "from sklearn.datasets import load_breast_cancer\n"
+        "from sklearn.naive_bayes import GaussianNB\n"
+        "from sklearn.tree import DecisionTreeClassifier\n\n\n"
+        "def load_data():\n"
+        "    X, y = load_breast_cancer(return_X_y=True)\n"
+        "    keep = np.r_[np.flatnonzero(y == 0)[:4], np.flatnonzero(y == 1)[:150]]\n"
+        "    return X[keep], y[keep]\n\n\n"
+        "FAMILIES = {'dt': (DecisionTreeClassifier(random_state=0), {'max_depth': [1, 3]}),\n"
+        "            'nb': (GaussianNB(), {'var_smoothing': [1e-9]})}\n")
+    path = tmp_path / "s.pkl"
+    result = invoke("run", "--state", str(path), "--grids", str(tmp_path / "rare.py"), "--scoring", "roc_auc",
+                    "--n-jobs", "1")
+    assert result.exit_code == 1, result.output
+    families = state.load(path)["families"]
+    assert families["dt"]["status"] == "failed" and families["nb"]["status"] == "failed"
+    assert families["dt"]["error"].startswith(
+        "2 of 10 folds of family 'dt' scored NaN, though no fit or scorer failed: the scorer returned NaN")
+    assert "Use a smaller --cv" in result.output and "Traceback" not in result.output
