@@ -2298,7 +2298,7 @@ def cv_results(records: list[dict], n_splits: int) -> dict:
     store("fit_time", [r["fit_times"] for r in records])
     store("score_time", [r["score_times"] for r in records])
     params = [r["params"] for r in records]
-    names = sorted({name for p in params for name in p})
+    names = dict.fromkeys(name for p in params for name in p)  # in the order candidates first name them
     for name in names:  # typed as GridSearchCV types them (numbers as numbers; text, objects: object)
         try:
             typed = np.array([p[name] for p in params if name in p])

@@ -257,7 +257,7 @@ def _check_grid(name: str, estimator, grid, where: str) -> None:
             f"{here}: the parameter grid is {_show(grid)}; it must be a dict mapping each "
             "parameter to a list of values (or a list of such dicts)"
         )
-    if not subgrids or any(isinstance(g, Mapping) and not g for g in subgrids):
+    if all(isinstance(g, Mapping) and not g for g in subgrids):  # a {} beside others: the defaults
         raise GridsError(
             f"{here}: the parameter grid is empty; give at least one parameter with a list "
             'of values, e.g. {"C": [0.1, 1, 10]}'

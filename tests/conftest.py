@@ -46,6 +46,7 @@ def assert_same_as_gridsearch(entry: dict, search: GridSearchCV) -> None:
     """The state's family equals GridSearchCV's results in every observable number."""
     ref, got = search.cv_results_, entry["cv_results"]
     assert entry["status"] == "done"
+    assert list(got) == list(ref)  # the same keys in the same order: a DataFrame of them has the same columns
     assert repr(got["params"]) == repr(ref["params"])  # an estimator as a value: equal by what it is
     for key in (k for k in ref if k.startswith("param_")):
         assert got[key].dtype == ref[key].dtype, key

@@ -570,6 +570,11 @@ BAD_GRIDS = {
     "empty": ('FAMILIES = {"lr": (LogisticRegression(), {})}',
               "grids file {p!r}, family 'lr': the parameter grid is empty; give at least one "
               "parameter with a list of values"),
+    "empty-list": ('FAMILIES = {"lr": (LogisticRegression(), [])}',
+                   "grids file {p!r}, family 'lr': the parameter grid is empty; give at least one "
+                   "parameter with a list of values"),
+    "only-empty-dicts": ('FAMILIES = {"lr": (LogisticRegression(), [{}, {}])}',
+                         "grids file {p!r}, family 'lr': the parameter grid is empty"),
     "empty-values": ('FAMILIES = {"lr": (LogisticRegression(), {"C": []})}',
                      "grids file {p!r}, family 'lr': parameter 'C' has an empty list of values"),
     "missing": ("X = 1", "grids file {p!r} defines no FAMILIES; add a dict that maps each family"),
@@ -1450,6 +1455,7 @@ def test_a_date_column_is_told_to_become_numbers_not_removed_like_an_identifier(
         f"pd.to_datetime(X[{name!r}]).dt.month, ...) in a grids file's load_data(), or remove it from the file"
         for name in ("day", "at")], warned
 
+
 def test_a_family_whose_scorer_returns_nan_on_every_candidate_fails_with_a_message(tmp_path):
     """roc_auc on test folds that lack the rare class returns NaN without raising: no error to show,
     yet no candidate has a mean score. Before, this raised IndexError, and the families after it were
@@ -1474,3 +1480,25 @@ def test_a_family_whose_scorer_returns_nan_on_every_candidate_fails_with_a_messa
     assert families["dt"]["error"].startswith(
         "2 of 10 folds of family 'dt' scored NaN, though no fit or scorer failed: the scorer returned NaN")
     assert "Use a smaller --cv" in result.output and "Traceback" not in result.output
+
+
+def test_a_grid_of_dicts_with_the_defaults_as_one_of_them_equals_gridsearchcv(tmp_path):
+    """[{}, {"C": [...]}]: the estimator as it is, beside a tuned grid; GridSearchCV searches it, and its
+    param_ columns come in the order the candidates first name them (not sorted). Before, the {} was
+    refused as an empty grid."""
+    grids = tmp_path / "defaults.py"
+    grids.write_text(
+        "from sklearn.datasets import load_iris\n"
+        "from sklearn.svm import SVC\n\n\n"
+        "def load_data():\n"
+        "    return load_iris(return_X_y=True)\n\n\n"
+        "FAMILIES = {'svc': (SVC(), [{}, {'C': [0.1, 10]}]),\n"
+        "            'mixed': (SVC(), [{'kernel': ['rbf'], 'gamma': [0.01, 0.1]},\n"
+        "                              {'kernel': ['poly'], 'C': [1, 10], 'degree': [2]}, {}])}\n")
+    path = tmp_path / "s.pkl"
+    assert invoke("run", "--state", str(path), "--grids", str(grids), "--n-jobs", "2").exit_code == 0
+    families = state.load(path)["families"]
+    for name, ref in reference(grids).items():
+        assert_same_as_gridsearch(families[name], ref)
+    assert [k for k in families["mixed"]["cv_results"] if k.startswith("param_")] == [
+        "param_gamma", "param_kernel", "param_C", "param_degree"]
