@@ -1652,6 +1652,31 @@ def start_fork_server():
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(_WORKER_PRELOAD))
     _own_multiprocessing_folder()
+    server = forkserver._forkserver
+    start = type(server).ensure_running
+
+    def ensure_running():
+        """Start the server with this tool's settings: the first time, and when multiprocessing starts
+        it again for the next worker because it was killed (a replacement with its own defaults would
+        import from the working directory, and leave the workers of a killed runner running)."""
+        with _fork_server_environment():
+            # The resource tracker's start unblocks SIGINT and SIGTERM whatever the mask was: it goes
+            # first, in a block of its own, and the fork server then starts with them blocked still.
+            with _interrupts_kept_from_children():
+                resource_tracker.ensure_running()
+            with _interrupts_kept_from_children():
+                start(server)
+
+    server.ensure_running = ensure_running  # what multiprocessing calls before each worker's start
+    ensure_running()
+    _fork_context = context
+    logger.debug("fork server started; it imports %s", ", ".join(_WORKER_PRELOAD))
+    return context
+
+
+@contextlib.contextmanager
+def _fork_server_environment():
+    """The environment the fork server starts with (this process's is given back afterwards)."""
     saved = {var: os.environ.get(var) for var in (*_THREAD_VARIABLES, "PYTHONSAFEPATH", _SERVER_OF)}
     # One thread each until a worker's initializer gives it its share: no thread pools exist at a fork.
     os.environ.update({var: os.environ.get(var, "1") for var in _THREAD_VARIABLES})
@@ -1659,23 +1684,15 @@ def start_fork_server():
     # Python 3.11's takes no other): a numbers.py or search.py there would be imported, and run, in
     # every worker in place of the real one. Safe path: the directory is left out (3.11 and later).
     os.environ["PYTHONSAFEPATH"] = "1"
+    os.environ[_SERVER_OF] = str(os.getpid())  # see _serve_runner
     try:
-        # The resource tracker's start unblocks SIGINT and SIGTERM whatever the mask was: it goes first,
-        # in a block of its own, and the fork server then starts with them blocked still.
-        with _interrupts_kept_from_children():
-            resource_tracker.ensure_running()
-        os.environ[_SERVER_OF] = str(os.getpid())
-        with _interrupts_kept_from_children():
-            forkserver.ensure_running()
+        yield
     finally:
         for var, value in saved.items():
             if value is None:
                 os.environ.pop(var, None)
             else:
                 os.environ[var] = value
-    _fork_context = context
-    logger.debug("fork server started; it imports %s", ", ".join(_WORKER_PRELOAD))
-    return context
 
 
 def _own_multiprocessing_folder() -> None:
@@ -1707,6 +1724,7 @@ def stop_fork_server() -> None:
     global _fork_context
     _fork_context = None
     server = forkserver._forkserver
+    server.__dict__.pop("ensure_running", None)  # multiprocessing's own again, for whoever uses it next
     pid = getattr(server, "_forkserver_pid", None)
     if pid is None:
         return

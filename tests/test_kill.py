@@ -284,6 +284,36 @@ def test_workers_of_a_killed_runner_stop_in_a_fit_that_holds_the_gil(tmp_path):
     assert not any(f.exists() for f in folders)
 
 
+def test_a_fork_server_killed_mid_run_is_started_again_with_its_safeguards(tmp_path):
+    """multiprocessing starts a killed fork server again for the next worker: with this tool's
+    settings, so the new one does not import the working directory's numbers.py either, and still
+    ends the workers of a runner killed after it. Before, it started with multiprocessing's own."""
+    marker = tmp_path / "imported"
+    (tmp_path / "numbers.py").write_text(f"open({str(marker)!r}, 'w').close()\nraise ImportError\n")
+    path = tmp_path / "s.pkl"
+    env = dict(os.environ, PYTHONPATH=str(Path(state.__file__).parents[1]))
+    proc = subprocess.Popen([sys.executable, "-P", "-m", "search", "-q", "run", "--grids", SLOW, "--state",
+                             str(path), "--n-jobs", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # -P: as the console script
+    wait_for_progress(path, proc, candidates=1)
+    [server] = [p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    server.kill()
+    deadline = time.monotonic() + 60
+    while not (new := [p for p in psutil.Process(proc.pid).children()
+                       if "forkserver" in " ".join(p.cmdline()) and p.pid != server.pid]):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    assert new[0].environ().get("PYTHONSAFEPATH") == "1"
+    while len(new[0].children()) < 2:  # its workers
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    workers = new[0].children()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert_all_gone(workers, timeout=10)
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("pool", [[], ["--scheduler", "local"]], ids=["local", "dask"])
 def test_data_folder_left_by_a_runner_and_its_workers_is_removed_by_the_next_runner(tmp_path, pool):
     """When the workers died with their runner (a power cut, a whole job killed): the next run cleans,
