@@ -2508,7 +2508,8 @@ class _Stop:
 
     @contextlib.contextmanager
     def on_signals(self, then=None):
-        """Turn SIGTERM, SIGINT, SIGUSR1 and SIGHUP into a graceful stop while the block runs.
+        """Turn SIGTERM, SIGINT, SIGUSR1 and SIGHUP (unless ignored, as under nohup) into a graceful
+        stop while the block runs.
 
         Afterwards the signals get their previous handlers back, or ``then``
         (``signal.SIG_IGN``: a process about to exit with its result decided).
@@ -2526,7 +2527,10 @@ class _Stop:
                 self._raise = False  # once
                 raise _Stopped
 
-        previous = {s: signal.signal(getattr(signal, s), stop) for s in STOP_SIGNALS}
+        # nohup's way to keep a process through a hangup is SIGHUP ignored: left so, as nohup asks
+        nohup = signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+        previous = {s: signal.signal(getattr(signal, s), stop) for s in STOP_SIGNALS
+                    if not (s == "SIGHUP" and nohup)}
         try:
             yield self
         finally:

@@ -314,6 +314,19 @@ def test_a_fork_server_killed_mid_run_is_started_again_with_its_safeguards(tmp_p
     assert not marker.exists()
 
 
+def test_under_nohup_a_hangup_does_not_stop_the_search(tmp_path):
+    """nohup keeps a process through a closed terminal by leaving SIGHUP ignored; the runner used to
+    handle it all the same, and stopped (exit 3)."""
+    path = tmp_path / "s.pkl"
+    proc = start(["-q", "run", "--grids", SLOW, "--state", str(path), "--n-jobs", "2"], tmp_path,
+                 preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    wait_for_progress(path, proc, candidates=1)
+    os.killpg(proc.pid, signal.SIGHUP)  # the terminal's hangup, to its whole session
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert all(f["status"] == "done" for f in state.load(path)["families"].values())
+
+
 @pytest.mark.parametrize("pool", [[], ["--scheduler", "local"]], ids=["local", "dask"])
 def test_data_folder_left_by_a_runner_and_its_workers_is_removed_by_the_next_runner(tmp_path, pool):
     """When the workers died with their runner (a power cut, a whole job killed): the next run cleans,
