@@ -1573,7 +1573,14 @@ def _serve_runner(runner_pid: int) -> None:
     while it holds the runner's stdout and stderr open.
     """
 
-    def runner_gone():  # the runner's own stop of this server is a SIGKILL: no exit handler runs then
+    def runner_gone():
+        # The runner's pipe closes as it dies, a moment before the kernel gives its children another
+        # parent; a server that exits while its runner lives (a module it imports failed) leaves alone.
+        deadline = time.monotonic() + 1
+        while os.getppid() == runner_pid:
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.005)
         for pid in _children():
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
