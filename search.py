@@ -1500,25 +1500,16 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
     return results
 
 
-def refit(data_ref, estimator_blob: bytes, params: dict, threads: dict | None = None) -> dict:
-    """Fit the best candidate on all the data; return it pickled and the time taken.
-
-    ``threads``: the thread counts of the OpenMP and BLAS libraries to fit
-    with, those of the runner (:func:`_thread_counts`). GridSearchCV refits in
-    the process that called it, with all of them, whatever its ``n_jobs``; a
-    worker's share gives the same model up to the last bits of its floats
-    (sums done in another order), as the CV fits of a ``GridSearchCV(n_jobs=-1)``
-    differ from those of ``n_jobs=1`` on large enough data.
-    """
+def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
+    """Fit the best candidate on all the data; return it pickled and the time taken."""
     import cloudpickle
     from sklearn.base import clone
-    from threadpoolctl import threadpool_limits
 
     X, y, _ = _worker_data(data_ref)
     estimator = clone(_worker_estimator(estimator_blob))
     estimator = estimator.set_params(**clone(params, safe=False))
     result: dict = {}
-    with _warnings_caught(result), threadpool_limits(limits=threads):
+    with _warnings_caught(result):
         start = time.time()
         estimator.fit(X, y)
         result["refit_time"] = time.time() - start
@@ -1535,19 +1526,6 @@ _WORKER_PRELOAD = ("search", "numpy", "joblib", "cloudpickle", "threadpoolctl", 
 # it makes `grids` this tool's own
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
                      "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-def _thread_counts() -> dict | None:
-    """The threads of this process's OpenMP and BLAS libraries (by threadpoolctl's API name), as its
-    environment set them: those a refit in this process, GridSearchCV's, would run with."""
-    from threadpoolctl import threadpool_info
-
-    with contextlib.suppress(ImportError):  # OpenMP is loaded by the first module that uses it
-        import sklearn.utils._openmp_helpers  # noqa: F401
-    counts: dict = {}
-    for library in threadpool_info():
-        counts[library["user_api"]] = max(counts.get(library["user_api"], 1), library["num_threads"])
-    return counts or None
 
 
 def _thread_env(n_workers: int) -> dict:
@@ -1787,7 +1765,6 @@ class LocalPool:
         import joblib
 
         self.n_workers = joblib.effective_n_jobs(n_jobs)
-        self.refit_threads = _thread_counts()
         _remove_orphaned_data()
         self._tmp = tempfile.mkdtemp(prefix=f"search-data-{os.getpid()}-")
         self._executor = local_executor(self.n_workers)
@@ -1886,7 +1863,6 @@ class DaskPool:
     """
 
     loses_inflight = False  # dask reschedules the tasks of a lost worker elsewhere
-    refit_threads = None  # the cluster's own settings
     ahead = 1  # as a local pool's, unless --n-jobs caps the fits below the cluster's threads (_refresh)
 
     connect_timeout = 10.0  # s: a refused port or unknown host fails at once, a silent one after this
@@ -3112,7 +3088,7 @@ class _Runner:
                     fam = fams[task.family]
                     try:
                         if task.key is None:
-                            fut = pool.submit(refit, pool.data_ref, fam.blob, task.params, pool.refit_threads)
+                            fut = pool.submit(refit, pool.data_ref, fam.blob, task.params)
                         else:
                             fut = pool.submit(fit_fold, pool.data_ref, fam.blob,
                                               [params for _, params in task.candidates()],
@@ -3292,7 +3268,7 @@ class _Runner:
             if params is None:
                 continue
             task = self._early[fam.name] = _Task(fam.name, None, params, early=True)
-            inflight[pool.submit(refit, pool.data_ref, fam.blob, params, pool.refit_threads)] = task
+            inflight[pool.submit(refit, pool.data_ref, fam.blob, params)] = task
             logger.debug("%s: refitting the likely best %s while its last folds run", fam.name, params)
 
     def _likely_best(self, fam: _Family) -> dict | None:
