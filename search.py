@@ -2646,7 +2646,8 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
     if config.grids is None and grids.source != task:
         grids = load_grids(task)
     check_data(dataset, task, config.cv, config.scoring, why)
-    if why == "the target's values" and not dataset.source.endswith("(built-in)"):  # known: no advice
+    builtin_data = config.data is None and grids.load_data is None  # scikit-learn's: known, no advice
+    if why == "the target's values" and not builtin_data:
         logger.info("%s", _inferred_task(dataset, task))
     if task == "classification":
         _warn_near_labels(dataset)
@@ -3417,9 +3418,7 @@ class _Runner:
         n_fits = len(fam.candidates) * self.config.cv
         if _best(entry["cv_results"]) is None:  # reported as failed, with this summary, not warned of
             entry["status"] = "failed"
-            import numpy as np
-
-            nan_folds = int(np.isnan([r["test_scores"] for r in entry["candidates"].values()]).sum())
+            nan_folds = sum(math.isnan(s) for r in entry["candidates"].values() for s in r["test_scores"])
             entry["error"] = _failure_summary(fam.name, errors, n_fits, every_candidate=True,
                                               nan_folds=nan_folds)
             self.report.failed[fam.name] = entry["error"]
