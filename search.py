@@ -1696,6 +1696,33 @@ def _own_multiprocessing_folder() -> None:
     util.Finalize(None, shutil.rmtree, args=(folder,), kwargs={"ignore_errors": True}, exitpriority=-101)
 
 
+def _fork_server_end(wait: float = 0.5) -> str | None:
+    """How the fork server ended ("was killed by SIGKILL"), or None while it runs.
+
+    It is not reaped: multiprocessing waits for it itself before starting
+    another. Its pipes close a moment before it becomes a zombie, and loky
+    has read them by then, so it is given ``wait`` seconds to become one.
+    """
+    from multiprocessing import forkserver
+
+    pid = getattr(forkserver._forkserver, "_forkserver_pid", None)
+    if pid is None or not hasattr(os, "waitid"):
+        return None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            ended = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:  # reaped already
+            return "has ended"
+        if ended is not None:
+            if ended.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+                return f"was killed by {signal.Signals(ended.si_status).name}"
+            return f"exited with code {ended.si_status}"
+        if time.monotonic() >= deadline:
+            return None
+        time.sleep(0.01)
+
+
 def stop_fork_server() -> None:
     """Stop the fork server now; the next :func:`start_fork_server` starts a new one.
 
@@ -1819,6 +1846,16 @@ class LocalPool:
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
         return isinstance(exc, BrokenProcessPool)
+
+    def lost_because(self, exc: BaseException) -> str | None:
+        """Why the workers went when it was none of their tasks' doing, or None.
+
+        A killed fork server takes its workers with it: loky learns that they
+        exited through the server's pipes, which close with it, and so reports
+        them dead, as if a fit had crashed ("a segmentation fault").
+        """
+        end = _fork_server_end() if _fork_context is not None else None
+        return end and f"the fork server that starts the workers {end}, and its workers went with it"
 
     def recover(self) -> None:
         self.close(kill=True)
@@ -2257,6 +2294,9 @@ class DaskPool:
         times.
         """
         return isinstance(exc, concurrent.futures.CancelledError)
+
+    def lost_because(self, exc: BaseException) -> None:
+        """The cluster's losses are told by the scheduler, not here."""
 
     def recover(self) -> None:
         """After lost work: wait for the connection and a worker; scatter the data again if lost."""
@@ -3124,14 +3164,15 @@ class _Runner:
                         if self._stop:
                             continue
                         lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
+                        cause = pool.lost_because(exc) if lost else None
                         if lost and pool.loses_inflight:
                             # A broken local pool takes every task in flight with it, and says not
                             # whose worker died: alone, the task did it; else each runs again alone.
                             victims = [task, *inflight.values()]
                             inflight.clear()
                             for t in victims:
-                                t.attempts += len(victims) == 1
-                                t.suspect = True
+                                t.attempts += len(victims) == 1 and cause is None
+                                t.suspect = t.suspect or cause is None
                             again = task.attempts < _MAX_ATTEMPTS
                             queue.extendleft(self._retry(victims if again else victims[1:], pool))
                         else:
@@ -3142,8 +3183,8 @@ class _Runner:
                         if again:
                             self._lost_work += 1
                             logger.log(logging.WARNING if self._lost_work == 1 else logging.DEBUG,
-                                       "lost work (%s: %s); running it again%s", type(exc).__name__,
-                                       str(exc).strip().splitlines()[0],
+                                       "lost work (%s); running it again%s", cause or
+                                       f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}",
                                        " (further losses are counted at the end)" if self._lost_work == 1 else "")
                             continue
                         error = "".join(traceback.format_exception(exc))

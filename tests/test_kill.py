@@ -45,6 +45,17 @@ def workers_of(proc) -> list[psutil.Process]:
         return []
 
 
+def fork_servers(proc) -> list[psutil.Process]:
+    """The runner's live fork servers (one killed stays a zombie until the runner starts the next)."""
+    servers = []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        for p in psutil.Process(proc.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if p.status() != psutil.STATUS_ZOMBIE and "forkserver" in " ".join(p.cmdline()):
+                    servers.append(p)
+    return servers
+
+
 def assert_all_gone(processes, timeout=15.0):
     gone, alive = psutil.wait_procs(processes, timeout=timeout)
     assert not alive, f"processes left running: {[(p.pid, p.cmdline()) for p in alive]}"
@@ -296,11 +307,10 @@ def test_a_fork_server_killed_mid_run_is_started_again_with_its_safeguards(tmp_p
                              str(path), "--n-jobs", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)  # -P: as the console script
     wait_for_progress(path, proc, candidates=1)
-    [server] = [p for p in psutil.Process(proc.pid).children() if "forkserver" in " ".join(p.cmdline())]
+    [server] = fork_servers(proc)
     server.kill()
     deadline = time.monotonic() + 60
-    while not (new := [p for p in psutil.Process(proc.pid).children()
-                       if "forkserver" in " ".join(p.cmdline()) and p.pid != server.pid]):
+    while not (new := [p for p in fork_servers(proc) if p.pid != server.pid]):
         assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     assert new[0].environ().get("PYTHONSAFEPATH") == "1"
@@ -312,6 +322,34 @@ def test_a_fork_server_killed_mid_run_is_started_again_with_its_safeguards(tmp_p
     proc.wait()
     assert_all_gone(workers, timeout=10)
     assert not marker.exists()
+
+
+def test_a_killed_fork_server_is_named_and_its_tasks_are_not_blamed(tmp_path):
+    """A fork server killed (by hand, or by the OOM killer) takes its workers with it, and the warning
+    was loky's "... could be caused by a segmentation fault"; a task alone in flight was blamed for
+    it (three times: marked failed). Now the warning names the fork server, and the tasks run again,
+    however often it is killed."""
+    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]})}', seconds=3)
+    path = tmp_path / "s.pkl"
+    proc = start(["-q", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "1"],
+                 tmp_path)
+    killed = set()
+    deadline = time.monotonic() + 120
+    while len(killed) < 3:
+        for server in fork_servers(proc):
+            if server.pid not in killed and server.children():  # its worker, with the first fold's 3 s fit
+                time.sleep(0.5)
+                server.kill()
+                killed.add(server.pid)
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "the fork server that starts the workers was killed by SIGKILL, and its workers went with it" in err
+    assert "segmentation fault" not in err
+    entry = state.load(path)["families"]["sleepy"]
+    assert entry["status"] == "done"
+    assert not [e for c in entry["candidates"].values() for e in c["errors"] if e]
 
 
 def test_under_nohup_a_hangup_does_not_stop_the_search(tmp_path):
