@@ -1612,6 +1612,19 @@ def _interrupts_kept_from_children():
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+def _start_resource_tracker() -> None:
+    """Start multiprocessing's resource tracker, if it is not running, with interrupts kept from it.
+
+    Its start unblocks SIGINT and SIGTERM whatever the mask was (Python 3.11 and 3.12), and loky
+    starts it with every worker if need be: so it goes first, in a block of its own, and the
+    processes started after it start with the signals blocked still.
+    """
+    from multiprocessing import resource_tracker
+
+    with _interrupts_kept_from_children():
+        resource_tracker.ensure_running()
+
+
 def start_fork_server():
     """Start the process that local workers are forked from; return its context (None: not here).
 
@@ -1629,7 +1642,7 @@ def start_fork_server():
     Where fork servers do not exist (Windows), loky starts the workers.
     """
     import multiprocessing
-    from multiprocessing import forkserver, resource_tracker
+    from multiprocessing import forkserver
 
     global _fork_context
     if "forkserver" not in multiprocessing.get_all_start_methods():
@@ -1645,10 +1658,7 @@ def start_fork_server():
         it again for the next worker because it was killed (a replacement with its own defaults would
         import from the working directory, and leave the workers of a killed runner running)."""
         with _fork_server_environment():
-            # The resource tracker's start unblocks SIGINT and SIGTERM whatever the mask was: it goes
-            # first, in a block of its own, and the fork server then starts with them blocked still.
-            with _interrupts_kept_from_children():
-                resource_tracker.ensure_running()
+            _start_resource_tracker()
             with _interrupts_kept_from_children():
                 start(server)
 
@@ -1756,6 +1766,7 @@ def local_executor(n_workers: int):
     from joblib.externals.loky import get_reusable_executor
 
     env = _thread_env(n_workers)
+    _start_resource_tracker()
     with _interrupts_kept_from_children():  # loky's resource tracker, and workers loky starts itself
         return get_reusable_executor(max_workers=n_workers, env=env, timeout=60, kill_workers=True,
                                      context=_fork_context, initializer=_init_worker,
@@ -1782,6 +1793,19 @@ def _remove_data_of(runner_pid: int) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _local_workers(n_jobs: int) -> int:
+    """How many worker processes ``n_jobs`` starts on this machine: joblib's count, but no more than the
+    cores this process may use (its CPU affinity and container quota: a Slurm job's cores)."""
+    import joblib
+
+    wanted, cores = joblib.effective_n_jobs(n_jobs), joblib.cpu_count()
+    if wanted <= cores:
+        return wanted
+    logger.warning("--n-jobs %d is more than the %d cores this process may use; starting %d workers (more "
+                   "would only share the cores, each with its own memory)", n_jobs, cores, cores)
+    return cores
+
+
 class LocalPool:
     """Worker processes on this machine (loky), each limited to its share of threads."""
 
@@ -1789,9 +1813,8 @@ class LocalPool:
     ahead = 1  # tasks submitted beyond the workers: one waits in the queue, to start the moment one is free
 
     def __init__(self, n_jobs: int):
-        import joblib
 
-        self.n_workers = joblib.effective_n_jobs(n_jobs)
+        self.n_workers = _local_workers(n_jobs)
         _remove_orphaned_data()
         self._tmp = tempfile.mkdtemp(prefix=f"search-data-{os.getpid()}-")
         self._executor = local_executor(self.n_workers)
@@ -1814,7 +1837,11 @@ class LocalPool:
 
     def submit(self, fn, *args):
         try:
-            return self._executor.submit(fn, *args)
+            # loky starts its workers at a submit, and replaces them from the thread it starts there,
+            # which keeps this mask: without the fork server (a library call), a Ctrl-C would
+            # otherwise kill workers still importing scikit-learn, each with a traceback
+            with _interrupts_kept_from_children():
+                return self._executor.submit(fn, *args)
         except (EOFError, ConnectionError) as exc:  # starting a worker: the fork server died
             if _fork_context is None:
                 raise
@@ -1825,7 +1852,8 @@ class LocalPool:
             with contextlib.suppress(Exception):  # the data stays: the task's arguments name it
                 self._executor.shutdown(wait=False, kill_workers=True)
             self._executor = local_executor(self.n_workers)
-            return self._executor.submit(fn, *args)
+            with _interrupts_kept_from_children():
+                return self._executor.submit(fn, *args)
 
     def release(self, future) -> None:
         """Nothing to do: a local future's result lives in this process only."""
@@ -1914,7 +1942,6 @@ class DaskPool:
                 "--scheduler needs dask's distributed scheduler, which is not installed; "
                 "install it with: pip install 'dask[distributed]>=2024.1' (what this tool's dask extra holds)"
             ) from None
-        import joblib
 
         _quiet_distributed()  # its import set its loggers' levels
 
@@ -1927,7 +1954,7 @@ class DaskPool:
         self._rescattered = 0
         if address == "local":
             self._cluster = distributed.LocalCluster(
-                n_workers=joblib.effective_n_jobs(n_jobs), threads_per_worker=1, processes=True,
+                n_workers=_local_workers(n_jobs), threads_per_worker=1, processes=True,
                 dashboard_address="127.0.0.1:0",  # a free port: never "8787 is already in use"
                 # the workers' own log lines ("Compute Failed" for each failed fit) would land in this
                 # terminal: the runner reports failures itself, once; -vv shows them all
@@ -3348,7 +3375,7 @@ class _Runner:
 
         A family whose fits are longer than the runs it gets (``--max-time``, a
         job's time limit) would otherwise be started and abandoned by every
-        requeued run, without a word.
+        requeued run, without a word. Runs interrupted with SIGINT do not count.
         """
         now, longest = time.monotonic(), {}
         for task in tasks:
@@ -3358,7 +3385,8 @@ class _Runner:
         for fam in self.families:
             if fam.name in progressed and "cut_short" in fam.entry:
                 del fam.entry["cut_short"]
-            elif fam.name in longest and fam.name not in progressed:
+            elif fam.name in longest and fam.name not in progressed and self._stop.reason != "SIGINT":
+                # (a Ctrl-C, a notebook's interrupt: someone's choice, not a limit the runs will meet again)
                 before = fam.entry.get("cut_short", {"runs": 0, "longest": 0.0, "max_time_runs": 0})
                 # --max-time ended the run while one of its fits had run through most of it
                 whole = self._stop.reason == "max-time" and longest[fam.name] >= 0.8 * window
@@ -3765,8 +3793,19 @@ def _now() -> str:
 # --------------------------------------------------------------------- read side
 
 
-def status_rows(data: dict) -> list[dict]:
-    """One row per family of a loaded state: status, progress, best score and params."""
+def _loaded(data) -> dict:
+    """A state's dictionary: ``data`` itself, or the state file it names, read (:func:`read_state`)."""
+    if isinstance(data, (str, os.PathLike)):
+        return read_state(os.fspath(data))
+    if not isinstance(data, dict) or "families" not in data:
+        raise SearchError(f"expected a state file's path or the dictionary read_state() returns, got "
+                          f"{type(data).__name__}")
+    return data
+
+
+def status_rows(data: dict | str) -> list[dict]:
+    """One row per family of a state (a path, or read already): status, progress, best score and params."""
+    data = _loaded(data)
     rows = []
     n_splits = data["run"].get("cv", {}).get("n_splits", 0)
     order = data["run"].get("family_order", []) + list(data["families"])
@@ -3849,11 +3888,12 @@ def _readable_time(stamp: str) -> str:
     return stamp.replace("T", " ").replace("+00:00", " UTC") if isinstance(stamp, str) else str(stamp)
 
 
-def best_family(data: dict, family: str | None = None) -> str:
-    """The family with the highest best score among those done.
+def best_family(data: dict | str, family: str | None = None) -> str:
+    """The family with the highest best score among those done, in a state (a path, or read already).
 
     Ties go to the family that comes first in the run's family order.
     """
+    data = _loaded(data)
     rows = status_rows(data)
     done = [r for r in rows if r["status"] == "done" and not r["removed"]]
     if family is not None:
@@ -4002,6 +4042,10 @@ def _refuse_user_code_of_another_python(data: dict, name: str) -> None:
     source = entry.get("grids") or data["run"].get("grids")
     where = f" of {os.path.basename(source)}" if source and source not in ("classification", "regression") else ""
     again = f"search run --grids {shlex.quote(source)} --redo-changed" if where else "search run --redo-changed"
+    if any(k.partition(":")[0] == "__main__" for k in entry.get("code_parts") or {}):
+        # defined in a notebook or script, which the command line cannot import
+        where = " defined in the notebook or script that ran the search (__main__)"
+        again = "search.run(RunConfig(..., redo_changed=True)) from that notebook or script"
     raise SearchError(
         f"the best estimator of family {name!r} holds code{where} ({code}) pickled by value under "
         f"Python {then}, and this is Python {now}: Python {_python_minor(now)} cannot load code "
@@ -4055,8 +4099,10 @@ def _best_estimator(data: dict, name: str):
         ) from None
 
 
-def candidate_rows(data: dict, family: str, top: int | None = None) -> list[dict]:
-    """A family's candidates done so far, best first: rank, params, scores, fit time."""
+def candidate_rows(data: dict | str, family: str, top: int | None = None) -> list[dict]:
+    """A family's candidates done so far, best first: rank, params, scores, fit time (``data``: a
+    state's path, or the state read already)."""
+    data = _loaded(data)
     if family not in data["families"]:
         raise SearchError(
             f"--family {family!r} is not in the state file; it has "
@@ -4098,10 +4144,18 @@ def export_best(path: str, output: str, family: str | None = None, fmt: str | No
 
     Parameters
     ----------
+    output : str
+        A file, or ``"-"`` for standard output (bytes: not in a notebook).
     fmt : {"pickle", "joblib", "skops"} or None
         None picks by the extension of ``output`` (.joblib, .skops), else pickle.
     """
+    if fmt is not None and fmt not in EXPORT_FORMATS:
+        raise SearchError(f"export format {fmt!r} is not one of {', '.join(map(repr, EXPORT_FORMATS))}; give "
+                          "one of them, or None to pick by the output's extension (.joblib, .skops, else pickle)")
     to_stdout = output == "-"
+    if to_stdout and not hasattr(sys.stdout, "buffer"):  # a notebook's stdout takes text only
+        raise SearchError("output '-' writes the model's bytes to standard output, which takes only text here "
+                          f"({type(sys.stdout).__name__}, as in a notebook); give a file, e.g. 'model.joblib'")
     if to_stdout and sys.stdout.isatty():
         raise SearchError("-o - writes the model's bytes to stdout, which is a terminal here; "
                           "redirect it (-o - > model.pkl) or give a file, e.g. -o model.joblib")
@@ -4217,8 +4271,11 @@ def _skops_bytes(estimator, name: str) -> tuple[bytes, list[str]]:
 
     # A grids file's code is stored by name, which only a process that ran the grids file (as
     # this one may have) can import: refuse it here, not when someone loads the file elsewhere.
-    own = _grids_file_objects(estimator)
-    why = f"it uses {', '.join(own)} from the grids file, which skops stores by name only" if own else ""
+    modules: set = set()
+    own = _grids_file_objects(estimator, modules)
+    origin = ("the notebook or script that ran the search (__main__)" if "__main__" in modules
+              else "the grids file")
+    why = f"it uses {', '.join(own)} from {origin}, which skops stores by name only" if own else ""
     if not own:
         try:
             payload = sio.dumps(estimator)
@@ -4234,8 +4291,9 @@ def _skops_bytes(estimator, name: str) -> tuple[bytes, list[str]]:
     return payload, untrusted
 
 
-def _grids_file_objects(estimator) -> list[str]:
-    """The names of the functions and classes of a grids file that an estimator holds."""
+def _grids_file_objects(estimator, modules: set | None = None) -> list[str]:
+    """The names of the functions and classes of a grids file (or of ``__main__``) that an estimator
+    holds; their modules are added to ``modules``."""
     from grids import is_grids_file_module
 
     found, stack = {}, [estimator]
@@ -4243,8 +4301,11 @@ def _grids_file_objects(estimator) -> list[str]:
         obj = stack.pop()
         for thing in (obj, type(obj)):  # a function or class, or the class of an instance
             qualname = getattr(thing, "__qualname__", None)
-            if isinstance(qualname, str) and is_grids_file_module(getattr(thing, "__module__", None)):
+            module = getattr(thing, "__module__", None)
+            if isinstance(qualname, str) and is_grids_file_module(module):
                 found.setdefault(qualname, None)
+                if modules is not None:
+                    modules.add(module)
         if hasattr(obj, "get_params") and not isinstance(obj, type):
             stack.extend(obj.get_params(deep=False).values())
         elif isinstance(obj, (list, tuple)):

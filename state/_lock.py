@@ -107,6 +107,12 @@ def _locked_message(path: Path, owner: dict[str, Any] | None) -> str:
     pid, host = owner["pid"], owner.get("host", "?")
     since = owner.get("since", "?")
     where = "" if host == socket.gethostname() else f" on host {host}"
+    if pid == os.getpid() and not where:
+        return (
+            f"state file {path} is in use by a search.run() of this same process (pid {pid}, since "
+            f"{since}): another thread's, or an earlier call still running; wait for it to return, "
+            f"or give this one another state file"
+        )
     return (
         f"state file {path} is in use by another runner: pid {pid} on host {host} since "
         f"{since}; wait for it to finish or stop it (kill {pid}{where}), {retry}"

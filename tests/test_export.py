@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import platform
@@ -995,3 +996,84 @@ def test_a_state_begun_with_a_spreadsheets_empty_columns_resumes_with_them(tmp_p
     result = invoke(*args, "--families", "nb,lr")
     assert result.exit_code == 0, result.output
     assert state.load(path)["families"]["lr"]["status"] == "done"
+
+
+NOTEBOOK = '''
+import sys
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+import search
+
+
+class MyScaler(BaseEstimator, TransformerMixin):  # defined in the notebook (here, the script run)
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.asarray(X) * 2.0
+
+
+search.run(search.RunConfig(sys.argv[1], grids=sys.argv[2], cv=2, n_jobs=1, progress=False))
+'''
+
+
+@pytest.fixture(scope="module")
+def notebook_state(tmp_path_factory):
+    """A search run from a notebook (a script here): its grids file imports a class of ``__main__``."""
+    where = tmp_path_factory.mktemp("notebook")
+    (where / "nb_grids.py").write_text(
+        "from __main__ import MyScaler\nfrom sklearn.datasets import load_iris\n"
+        "from sklearn.linear_model import LogisticRegression\nfrom sklearn.pipeline import make_pipeline\n\n"
+        "def load_data():\n    return load_iris(return_X_y=True)\n\n"
+        "FAMILIES = {'lr': (make_pipeline(MyScaler(), LogisticRegression(max_iter=500)),\n"
+        "                   {'logisticregression__C': [1.0]})}\n")
+    (where / "notebook.py").write_text(NOTEBOOK)
+    env = dict(os.environ, PYTHONPATH=str(Path(search.__file__).parent))
+    done = subprocess.run([sys.executable, "notebook.py", "s.pkl", "nb_grids.py"], cwd=where, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return where / "s.pkl"
+
+
+def test_code_of_a_notebook_is_named_so_and_its_fix_is_a_call_from_the_notebook(notebook_state, tmp_path):
+    """The messages said the code was the grids file's, and that `search run --grids nb_grids.py
+    --redo-changed` would search it again: the command line refuses a grids file that imports from
+    __main__."""
+    other = saved_under(notebook_state, tmp_path, python=other_python_minor())
+    with pytest.raises(search.SearchError) as info:
+        search.load_best(str(other))
+    assert "holds code defined in the notebook or script that ran the search (__main__) (MyScaler" in str(info.value)
+    assert str(info.value).endswith("search.run(RunConfig(..., redo_changed=True)) from that notebook or script)")
+    done = run_search(["export", "--state", str(notebook_state), "-o", "m.skops"], tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert ("it uses MyScaler from the notebook or script that ran the search (__main__), which skops stores "
+            "by name only") in done.stderr
+
+
+def test_the_python_api_refuses_an_unknown_export_format(table_state, tmp_path):
+    """Any fmt but "pickle" and "joblib" wrote a skops file, which pickle.load then refused."""
+    for fmt in ("onnx", "PICKLE", "joblib "):
+        with pytest.raises(search.SearchError, match=re.escape(f"export format {fmt!r} is not one of 'pickle', "
+                                                               "'joblib', 'skops'")):
+            search.export_best(str(table_state[0]), str(tmp_path / "m.bin"), fmt=fmt)
+    assert not (tmp_path / "m.bin").exists()
+
+
+def test_exporting_to_a_stdout_that_takes_only_text_is_refused(table_state, tmp_path, monkeypatch):
+    """ipykernel's stdout has no binary buffer: export_best(path, "-") raised AttributeError there."""
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    with pytest.raises(search.SearchError, match="output '-' writes the model's bytes to standard output, which "
+                                                 "takes only text here"):
+        search.export_best(str(table_state[0]), "-")
+
+
+def test_the_reading_functions_take_a_path_as_well_as_a_state_read(table_state):
+    """status_rows(path) failed with "TypeError: string indices must be integers"; load_best,
+    export_best and predict_frame take a path."""
+    path = str(table_state[0])
+    data = search.read_state(path)
+    assert search.status_rows(path) == search.status_rows(data)
+    assert search.best_family(table_state[0]) == search.best_family(data)
+    assert search.candidate_rows(path, "lr") == search.candidate_rows(data, "lr")
+    with pytest.raises(search.SearchError, match="expected a state file's path or the dictionary read_state"):
+        search.status_rows(["lr"])

@@ -467,12 +467,12 @@ print("returned")
 """
 
 
-def start_library_call(tmp_path, grids) -> subprocess.Popen:
+def start_library_call(tmp_path, grids, **kwargs) -> subprocess.Popen:
     script = tmp_path / "calling_search.py"
     script.write_text(LIBRARY_CALL)
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     return subprocess.Popen([sys.executable, str(script), str(tmp_path / "s.pkl"), str(grids)], cwd=tmp_path,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
 def test_ctrl_c_in_a_library_call_saves_then_raises_keyboard_interrupt(tmp_path):
@@ -484,6 +484,23 @@ def test_ctrl_c_in_a_library_call_saves_then_raises_keyboard_interrupt(tmp_path)
     assert proc.returncode == 0, err
     assert out.startswith(f"interrupted: search.run stopped by SIGINT; what finished is saved in {tmp_path / 's.pkl'}")
     assert sum(len(f["candidates"]) for f in state.load(tmp_path / "s.pkl")["families"].values()) >= 1
+
+
+def test_ctrl_c_while_a_library_calls_workers_start_prints_no_tracebacks(tmp_path):
+    """A notebook's "interrupt kernel" reaches the kernel's whole process group: workers that loky had
+    just started, still importing scikit-learn, died of it with tracebacks (KeyboardInterrupt, "Fatal
+    Python error: init_import_site") in the notebook's output. The caller stops them itself."""
+    proc = start_library_call(tmp_path, SLOW, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(workers_of(proc)) < 4:  # two resource trackers, two workers
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGINT)  # while the workers import scikit-learn
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.startswith("interrupted: search.run stopped by SIGINT"), out
+    assert "Traceback" not in err and "Error" not in err, err
 
 
 def test_ctrl_c_while_a_library_call_imports_leaves_the_session_whole(tmp_path, monkeypatch):
@@ -551,6 +568,23 @@ def sleepy_grids(tmp_path, families: str, seconds: float = 60) -> Path:
     path.write_text(text[:text.index("FAMILIES = {")].replace("time.sleep(60)", f"time.sleep({seconds})")
                     + f"FAMILIES = {families}\n")
     return path
+
+
+def test_runs_interrupted_by_hand_do_not_count_as_too_short_for_a_family(tmp_path):
+    """Two Ctrl-Cs (a notebook's interrupts) while a family's first fit ran: the next run warned that
+    the family "needs longer runs (--max-time, the job's time limit)", and put it after the others."""
+    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]}), '
+                                   '"nb": (GaussianNB(), {"var_smoothing": [1e-9]})}')
+    path = tmp_path / "s.pkl"
+    args = ["-v", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "1"]
+    for _ in range(2):
+        proc = start(args, tmp_path)
+        _read_until(proc, "DEBUG: saved")  # the first save: the sleepy fit has started
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+    assert "cut_short" not in state.load(path)["families"]["sleepy"]
 
 
 def test_a_family_whose_fits_outlast_the_runs_does_not_hold_the_others_back(tmp_path):

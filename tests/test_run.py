@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -1030,6 +1031,7 @@ USER_GRIDS = '''
 import dataclasses
 import functools
 import types
+import joblib
 import numpy as np
 import pandas as pd
 from sklearn.datasets import make_classification
@@ -1517,3 +1519,16 @@ def test_with_one_worker_the_best_estimator_is_gridsearchcvs_to_the_last_bit(tmp
     model = search.load_best(str(path), family="lr")
     np.testing.assert_array_equal(model[-1].coef_, ref.best_estimator_[-1].coef_)
     np.testing.assert_array_equal(model.predict_proba(X), ref.best_estimator_.predict_proba(X))
+
+
+def test_more_workers_than_cores_are_not_started(tmp_path):
+    """--n-jobs 1000 (a typo for 10) on 2 cores started 1000 worker processes: no fit finished in
+    three minutes, and the stop took three more. Now one per core, with a warning."""
+    cores = joblib.cpu_count()
+    path = tmp_path / "s.pkl"
+    done = run_search(["-v", "run", "--grids", QUICK, "--families", "nb", "--state", str(path),
+                       "--n-jobs", str(cores + 30)], tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (f"--n-jobs {cores + 30} is more than the {cores} cores this process may use; starting {cores} "
+            "workers") in done.stderr
+    assert state.load(path)["families"]["nb"]["status"] == "done"

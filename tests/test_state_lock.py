@@ -103,9 +103,12 @@ def test_a_killed_holder_leaves_no_stale_lock(holder):
 
 
 def test_a_second_lock_in_the_same_process_is_refused(tmp_path):
+    """Told as this process's own (a search.run() in another thread of a notebook, say), not as another
+    runner's whose pid the message said to kill: the caller's own."""
     path = tmp_path / "s.pkl"
     with state.lock(path):
-        with pytest.raises(StateLocked, match=re.escape(f"pid {os.getpid()} on host")):
+        with pytest.raises(StateLocked, match=re.escape(f"is in use by a search.run() of this same process "
+                                                        f"(pid {os.getpid()}, since ")):
             with state.lock(path):
                 pass
         assert (tmp_path / "s.pkl.lock.owner").exists()  # the refused attempt removed nothing
