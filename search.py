@@ -13,8 +13,9 @@ imported scikit-learn while the runner started; dask on a cluster) that
 received the data and the CV splits once; a pipeline whose searched
 parameters all belong to its last step has its preprocessing fitted once per
 fold and shared. Every finished fold is kept in the state; checkpoints are
-paced so saving costs at most about 2% of the wall time, and are forced at
-the end of every family and on exit. When all folds of a candidate are in,
+paced so saving costs at most about 2% of the wall time (and made at least
+once a minute), made at the end of a family whose unsaved work is worth a
+save, and forced on exit. When all folds of a candidate are in,
 the candidate is recorded; when every candidate of a family is in, its best
 candidate is refit on all the data as one more task, and the family is done.
 """
@@ -111,6 +112,8 @@ DEFAULT_STATE = "search-state.pkl"
 STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1", "SIGHUP")
 _SAVE_SHARE = 0.02  # at most this share of the wall time goes to checkpoints
 _MIN_SAVE_INTERVAL = 0.5  # seconds; a kill loses at most this much finished work + tasks in flight
+_MAX_SAVE_INTERVAL = 60.0  # seconds: a state whose saves take seconds (hundreds of MB) is saved more than
+# _SAVE_SHARE allows, rather than leaving minutes of finished fits to a kill
 _MAX_ATTEMPTS = 3  # a task whose worker died is retried this many times in all
 
 
@@ -2825,6 +2828,8 @@ class _Runner:
         self._stop = stop
         self._dirty = False
         self._next_save = 0.0
+        self._save_cost = 0.0  # the last checkpoint's seconds
+        self._saved_work = 0.0  # the fit, score and refit seconds the last checkpoint held
         self._early: dict[str, _Task] = {}  # family -> its early refit
         self._warned: set[tuple] = set()  # (category, message) of the workers' warnings reported
         self._first_submit = 0.0  # when the run handed its first task to the pool
@@ -3237,7 +3242,7 @@ class _Runner:
                     progressed.add(task.family)
                     if task.key is None:
                         self._store_refit(fam, result)
-                        self._save()  # always at the end of a family
+                        self._save_family_end()
                         continue
                     for (key, params), fold_result in zip(task.candidates(), result):
                         fold_times[task.family].append(fold_result["fit_time"] + fold_result["score_time"])
@@ -3306,7 +3311,7 @@ class _Runner:
         if refit_task is not None:
             queue.appendleft(refit_task)
         else:
-            self._save()
+            self._save_family_end()
 
     def _retry(self, lost: list[_Task], pool) -> list[_Task]:
         """Recover the pool; return the tasks to run again, to put back at the head of the queue."""
@@ -3367,7 +3372,7 @@ class _Runner:
         early.early = False
         if early.result is not None:  # already done
             self._store_refit(fam, early.result)
-            self._save()  # always at the end of a family
+            self._save_family_end()
         return True  # else in flight, and its result is stored as the refit's when it comes
 
     def _record_cut_short(self, tasks, progressed: set[str]) -> None:
@@ -3532,6 +3537,18 @@ class _Runner:
         if self._dirty and time.monotonic() >= self._next_save:
             self._save()
 
+    def _work(self) -> float:
+        return sum(f.entry.get("time_spent", 0.0) for f in self.families)
+
+    def _save_family_end(self) -> None:
+        """At a family's end: a checkpoint now if the work it would keep is worth more than a checkpoint
+        costs (a long refit is never left to the pacing), else when the pacing says. A big state's
+        saves take seconds, which the ends of small families would otherwise each pay."""
+        if self._work() - self._saved_work >= self._save_cost:
+            self._save()
+        else:
+            self._maybe_save()
+
     def _save(self) -> None:
         if not self._dirty:
             return
@@ -3544,8 +3561,9 @@ class _Runner:
         self.report.save_time += spent
         self.report.saves += 1
         self._dirty = False
+        self._save_cost, self._saved_work = spent, self._work()
         # pace checkpoints by their measured cost: saving stays under _SAVE_SHARE of the wall
-        self._next_save = time.monotonic() + max(_MIN_SAVE_INTERVAL, spent / _SAVE_SHARE)
+        self._next_save = time.monotonic() + min(_MAX_SAVE_INTERVAL, max(_MIN_SAVE_INTERVAL, spent / _SAVE_SHARE))
 
     def _move_previous(self) -> None:
         backup = stamp = f"{self.path}.{datetime.now().strftime('%Y%m%d-%H%M%S')}"
