@@ -344,6 +344,20 @@ def _copy_file(src: Path, dst: Path) -> None:
         _fileops.close(src_fd)
 
 
+def _room_needed(path: Path) -> str:
+    """How much room a save of ``path`` takes while it runs, said in a full disk's message."""
+    sizes = []
+    for file in (path, previous_path(path)):
+        with suppress(OSError):
+            sizes.append(_fileops.lstat(file).st_size)
+    if not sizes or sizes[0] < 2**20:
+        return ""
+    mib = [round(size / 2**20) for size in sizes]
+    kept = f", it and the previous generation ({mib[1]} MiB)" if len(mib) > 1 else " and it"
+    return (f" (a save holds, for a moment, the new file, about as large as the current one ({mib[0]} MiB)"
+            f"{kept}: about {mib[0] + sum(mib)} MiB in all)")
+
+
 def _keep_previous(path: Path) -> None:
     """Make the current ``path`` (if any) the previous generation, ``path.prev``.
 
@@ -462,6 +476,8 @@ def _atomic_replace(path: Path, *, mode: int, keep_previous: bool, hasher: Any, 
             )
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 outcome += f"; free space on the file system of {os.path.abspath(directory)} and try again"
+                if existed and keep_previous:
+                    outcome += _room_needed(path)
             elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
                 outcome += _unwritable_directory_hint(directory)
             raise StateIOError(f"could not {action} {path}: {_describe(exc)} (while {step}); {outcome}") from exc
@@ -653,7 +669,7 @@ def _check_safe(path: Path, st: os.stat_result, action: str) -> None:
 
 
 def _open_checked(path: Path, action: str) -> tuple[int, os.stat_result]:
-    """Open ``path`` for reading after the safety checks, and check the open file again."""
+    """Open ``path`` for reading after the safety checks, and check the file opened."""
     st = _fileops.lstat(path)
     _check_safe(path, st, action)
     try:
@@ -663,12 +679,9 @@ def _open_checked(path: Path, action: str) -> tuple[int, os.stat_result]:
             _check_safe(path, _fileops.lstat(path), action)
         raise
     try:
+        # The file opened is checked in its turn: a save may have renamed a new one onto the path
+        # since the lstat (a reader does not lock), and O_NOFOLLOW kept a symbolic link out.
         opened = _fileops.fstat(fd)
-        if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
-            raise StateUnsafe(
-                f"state file {path} was replaced while it was being opened; refusing to "
-                f"{action} it. Try again, and make sure only one program writes it"
-            )
         _check_safe(path, opened, action)
     except BaseException:
         _fileops.close(fd)

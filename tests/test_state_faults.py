@@ -125,6 +125,20 @@ def test_enospc_names_the_path_and_the_os_error_in_full(saved, monkeypatch):
         state.save(saved, generation(3))
 
 
+def test_a_full_disk_says_how_much_room_a_save_of_a_big_state_takes(tmp_path, monkeypatch):
+    """A reviewer freed room for the new file of a 900 MB state, and the save failed again: it holds
+    the new file, the current one and the previous generation at once."""
+    path = tmp_path / "s.pkl"
+    state.save(path, {**generation(1), "blob": bytes(3 * 2**20)})
+    state.save(path, {**generation(2), "blob": bytes(2 * 2**20)})
+    fail_at(monkeypatch, "write", 1, oserror(errno.ENOSPC))
+    with pytest.raises(StateIOError) as info:
+        state.save(path, {**generation(3), "blob": bytes(2 * 2**20)})
+    assert str(info.value).endswith(
+        f"free space on the file system of {tmp_path} and try again (a save holds, for a moment, the new file, "
+        "about as large as the current one (2 MiB), it and the previous generation (3 MiB): about 7 MiB in all)")
+
+
 def test_a_failed_first_save_creates_nothing(tmp_path, monkeypatch):
     path = tmp_path / "s.pkl"
     fail_at(monkeypatch, "fsync", 1, oserror(errno.EIO))
