@@ -2468,6 +2468,10 @@ class RunConfig:
         path_or_none("grids", "'classification', 'regression' or the path of a grids file (a .py "
                               "file with FAMILIES = {name: (estimator, grid)}), where families defined "
                               "in a session can be imported from __main__")
+        if callable(self.scoring):  # a scorer made with make_scorer, a function
+            raise bad("scoring", "a scikit-learn scorer's name (the state records it so, and a resume checks "
+                                 "it), e.g. 'f1_macro', or None for the estimator's score; for a metric of your "
+                                 "own, give the estimators of the grids file a score() method that computes it")
         for name in ("target", "scoring", "scheduler"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise bad(name, "a string, or None")
@@ -2732,8 +2736,10 @@ def _prepare(config: RunConfig, stop: _Stop) -> _Runner:
                 hint = (f"; {'it is a' if len(unknown) == 1 else 'they are'} built-in {other} "
                         f"famil{'y' if len(unknown) == 1 else 'ies'}, and the task is {task} from {why}: "
                         f"add --task {other}")
+            where = (f"the built-in {grids.source} families" if grids.source in ("classification", "regression")
+                     else f"grids file {grids.source!r}")
             raise SearchError(
-                f"--families: {', '.join(map(repr, unknown))} not in {grids.source}; "
+                f"--families: {', '.join(map(repr, unknown))} not in {where}; "
                 f"expected one of {', '.join(grids.families)}{hint}"
             )
         selected = [f for f in grids.families if f in config.families]
@@ -3699,7 +3705,7 @@ def _what_changed(entry: dict, estimator, estimator_fp: str, parts: dict, grid_f
     def some(params: list) -> str:
         return ", ".join(map(repr, params[:2])) + (f" and {len(params) - 2} more" if len(params) > 2 else "")
 
-    return (f"the parameter grid, now {len(now)} candidates, was {entry['n_candidates']}"
+    return (f"the parameter grid, now {len(now)} candidate{'s' * (len(now) != 1)}, was {entry['n_candidates']}"
             + (f"; saved, no longer in it: {some(gone)}" if gone else "")
             + (f"; not searched yet: {some(new)}" if new else "")
             + f"; --redo-changed keeps the {saved - len(gone)} of its {saved} saved candidates still in it")

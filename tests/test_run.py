@@ -838,8 +838,9 @@ UNSEARCHABLE = {
                                    "classifier, made for the other task; choose families of regressors"),
     "regression-family-on-classes": (lambda f: f.assign(amount=np.arange(60) % 4),
                                      ["--target", "amount", "--families", "ridge"],
-                                     "--families: 'ridge' not in classification; expected one of lr, knn, rf, nb, "
-                                     "svm, hgb; it is a built-in regression family, and the task is classification "
+                                     "--families: 'ridge' not in the built-in classification families; "
+                                     "expected one of lr, knn, rf, nb, svm, hgb; it is a built-in regression "
+                                     "family, and the task is classification "
                                      "from the target's values: add --task regression"),
     "few-whole-numbers": (lambda f: f.head(15).assign(amount=np.arange(15.0)), ["--target", "amount"],
                           "target 'amount' holds numbers, read as classes (at most 20 distinct whole "
@@ -1385,6 +1386,7 @@ def test_a_save_that_fails_on_a_full_disk_is_reported_once_and_keeps_the_last_sa
     ("families", [], "(an empty list would search nothing)"),
     ("task", "classifcation", "'classification', 'regression' or None"),
     ("restart", "yes", "True or False"),
+    ("scoring", lambda est, X, y: 0.0, "a scikit-learn scorer's name (the state records it so"),
 ])
 def test_a_library_caller_is_told_which_field_is_wrong(tmp_path, field, value, wants):
     with pytest.raises(search.SearchError, match=re.escape(f"RunConfig.{field} is ")) as info:
