@@ -40,6 +40,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -1179,6 +1180,26 @@ def _worker_estimator(blob: bytes):
     return _WORKER_ESTIMATORS[key]
 
 
+class WorkerEnvironmentError(Exception):
+    """A worker could not load a task's estimator, which the runner loads: the worker's environment
+    lacks something of the runner's (a module of yours on PYTHONPATH, a package). Not a failure of
+    the fit, so never recorded as one: the run stops, naming it. ``args``: the error, the worker."""
+
+
+def _task_estimator(blob: bytes):
+    """The task's estimator, or :class:`WorkerEnvironmentError` when this worker cannot load it."""
+    try:
+        return _worker_estimator(blob)
+    except Exception as exc:
+        where = f"process {os.getpid()} on {socket.gethostname()}"
+        if "distributed" in sys.modules:
+            with contextlib.suppress(Exception):
+                from distributed import get_worker
+
+                where = get_worker().address
+        raise WorkerEnvironmentError(exc, where) from exc
+
+
 def _train_test(test_indices, fold: int, n_samples: int):
     import numpy as np
 
@@ -1455,6 +1476,7 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
     from sklearn.utils.metaestimators import _safe_split
 
     X, y, test_indices = _worker_data(data_ref)
+    estimator = _task_estimator(estimator_blob)  # outside the fits: a worker's missing module is no fit's
     train, test = _train_test(test_indices, fold, len(y))
     size = next((k for k in candidates[0] if candidates[1][k] != candidates[0][k]), None) \
         if len(candidates) > 1 else None  # the one parameter the runner's chain varies: the size
@@ -1466,7 +1488,7 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
             try:
                 if model is None or _stopped_early(model):
                     # the first, the next after a failure, or after early stopping: fitted from nothing
-                    model = clone(_worker_estimator(estimator_blob)).set_params(**clone(params, safe=False))
+                    model = clone(estimator).set_params(**clone(params, safe=False))
                     X_train, y_train = _safe_split(model, X, y, train)
                     X_test, y_test = _safe_split(model, X, y, test, train)
                     prefix, grown, prefix_name = _shared_preprocessing(model, params), 0.0, ""
@@ -1509,7 +1531,7 @@ def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
     from sklearn.base import clone
 
     X, y, _ = _worker_data(data_ref)
-    estimator = clone(_worker_estimator(estimator_blob))
+    estimator = clone(_task_estimator(estimator_blob))
     estimator = estimator.set_params(**clone(params, safe=False))
     result: dict = {}
     with _warnings_caught(result):
@@ -1878,6 +1900,13 @@ class LocalPool:
 
         return isinstance(exc, BrokenProcessPool)
 
+    def cannot_load(self, error: BaseException, worker: str, family: str) -> str:
+        """What to do when a worker could not load ``family``'s estimator, which this process loads."""
+        return (f"the worker processes could not load the estimator of family {family!r} "
+                f"({type(error).__name__}: {error}), which this process loads: they import what it needs "
+                "anew, without the working directory on their path; put a module of yours on PYTHONPATH, "
+                "or install it, then run the same command again")
+
     def lost_because(self, exc: BaseException) -> str | None:
         """Why the workers went when it was none of their tasks' doing, or None.
 
@@ -2066,7 +2095,7 @@ class DaskPool:
             if time.monotonic() > deadline:
                 raise SearchError(
                     f"--scheduler {self.address}: no worker joined in {self.worker_timeout:g} s; "
-                    f"start some with `dask worker {self.address}` (or check that the worker jobs "
+                    f"start some with `{self._worker_command()}` (or check that the worker jobs "
                     "run), then run the same command again"
                 )
             time.sleep(0.5)
@@ -2258,6 +2287,12 @@ class DaskPool:
                     "processes, or Client.restart()), then run the same command again"
                 )
 
+    def _worker_command(self) -> str:
+        """The command that starts a worker of this cluster."""
+        if os.path.isfile(self.address):  # a scheduler file: `dask worker FILE` would take it for an address
+            return f"dask worker --scheduler-file {shlex.quote(self.address)}"
+        return f"dask worker {self.address}"
+
     def _missing_module(self, exc: ModuleNotFoundError, workers: str | None = None) -> str:
         """What to do when the workers (or only ``workers``) cannot import a module the data or the
         estimators need."""
@@ -2266,13 +2301,23 @@ class DaskPool:
         if where and module.__spec__ and module.__spec__.parent == "":  # a top-level module: its folder
             folder = Path(where).parent.parent if Path(where).name == "__init__.py" else Path(where).parent
             fix = (f"start the workers with its directory on PYTHONPATH "
-                   f"(PYTHONPATH={shlex.quote(str(folder))} dask worker {self.address}), or install it there")
+                   f"(PYTHONPATH={shlex.quote(str(folder))} {self._worker_command()}), or install it there")
         else:
             fix = "install it where the workers run (the same environment as this runner's)"
         who = (f"the dask worker{'s' if ', ' in workers else ''} at {workers} (scheduler {self.address})"
                if workers else f"the dask workers at {self.address}")
         return (f"{who} cannot import {exc.name!r}, which this search's "
                 f"families or data need ({exc}); {fix}, then run the same command again")
+
+    def cannot_load(self, error: BaseException, worker: str, family: str) -> str:
+        """What to do when ``worker`` (one that joined after the start's checks) could not load
+        ``family``'s estimator."""
+        if isinstance(error, ModuleNotFoundError):
+            return self._missing_module(error, worker)
+        return (f"the dask worker at {worker} (scheduler {self.address}) could not load the estimator of "
+                f"family {family!r} ({type(error).__name__}: {error}); it needs this runner's environment "
+                "(checkpointed-search, scikit-learn and the grids' own imports): fix or stop that worker, "
+                "then run the same command again")
 
     def forget(self, estimator_blob: bytes) -> None:
         """Drop the workers' transformed folds of a family whose candidates are all done."""
@@ -3201,6 +3246,8 @@ class _Runner:
                     except BaseException as exc:  # noqa: BLE001 - classified just below
                         if self._stop:
                             continue
+                        if isinstance(exc, WorkerEnvironmentError):
+                            raise SearchError(pool.cannot_load(*exc.args, family=task.family)) from None
                         lost = isinstance(exc, KeyboardInterrupt) or pool.is_lost(exc)
                         cause = pool.lost_because(exc) if lost else None
                         if lost and pool.loses_inflight:

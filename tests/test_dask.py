@@ -76,10 +76,15 @@ class Cluster:
         self.scheduler_file = logs / "scheduler.json"
         launch("scheduler", *dask_command("scheduler"), "--host", "127.0.0.1", "--port", port,
                "--no-dashboard", "--scheduler-file", str(self.scheduler_file))
-        for i, path in enumerate(worker_paths):
-            launch(f"worker{i}", *dask_command("worker"), self.address, "--nthreads", "1",
-                   "--nworkers", "1", "--no-dashboard", "--name", f"w{i}",
+
+        def add_worker(name: str, path=None) -> None:
+            launch(f"worker-{name}", *dask_command("worker"), self.address, "--nthreads", "1",
+                   "--nworkers", "1", "--no-dashboard", "--name", name,
                    "--local-directory", str(logs), "--death-timeout", "60", path=path)
+
+        self.add_worker = add_worker  # a worker joining late, with its own PYTHONPATH folder
+        for i, path in enumerate(worker_paths):
+            add_worker(f"w{i}", path)
         try:
             self.client = distributed.Client(self.address, timeout=60, set_as_default=False)
             self.client.wait_for_workers(2, timeout=60)
@@ -297,6 +302,52 @@ def test_a_module_one_worker_lacks_is_named_with_that_worker(tmp_path, monkeypat
             assert state.load(path)["families"]["lr"]["candidates"] == {}  # no fit was tried
     finally:
         cluster.close()
+
+
+def test_a_worker_joining_late_without_a_module_stops_the_run_and_records_no_fit_failure(tmp_path, monkeypatch):
+    """Workers that join after the start's checks are not checked: one without the grids' helper module
+    had its failures to load the estimator recorded as the candidates' failed fits (NaN, kept for good,
+    the run exiting 0). Now the run stops (exit 1) naming the worker and the fix, and records nothing
+    of it; the same command resumes once the worker is fixed or gone."""
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "late_helpers.py").write_text("import time\n\ndef scale(X):\n    time.sleep(0.2)\n"
+                                             "    return X * 0.5\n")
+    grids = tmp_path / "helped.py"
+    grids.write_text(HELPED_GRIDS.format(module="late_helpers").replace("[0.1, 1.0]", "list(range(1, 13))"))
+    cluster = Cluster(tmp_path, worker_paths=(helpers, helpers))
+    monkeypatch.setenv("PYTHONPATH", str(helpers))
+    path = tmp_path / "s.pkl"
+    try:
+        proc = start(run_args(path, str(grids), cluster.address), tmp_path)
+        deadline = time.monotonic() + 60
+        while not path.exists() or not state.load(path, lazy=True)["families"]["lr"]["candidates"]:
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.1)
+        cluster.add_worker("late")  # without the helpers on its path
+        _, err = proc.communicate(timeout=120)
+        late = [a for a, info in cluster.client.scheduler_info()["workers"].items() if info["name"] == "late"]
+        if proc.returncode == 0:  # the late worker ran none of the tasks (it joined after the last one)
+            assert late and cluster.client.run(_executed, workers=late)[late[0]] == 0, err
+        else:
+            assert proc.returncode == 1, err
+            assert (f"the dask worker at {late[0]} (scheduler {cluster.address}) cannot import 'late_helpers'"
+                    in err), err
+            assert "Traceback" not in err
+        entry = state.load(path)["families"]["lr"]
+        assert not [e for c in entry["candidates"].values() for e in c["errors"] if e]
+        assert not [f for c in entry.get("folds", {}).values() for f in c.values() if f.get("error")]
+    finally:
+        cluster.close()
+
+
+def test_the_worker_command_suggested_for_a_scheduler_file_names_it_as_one(tmp_path, cluster, monkeypatch):
+    """`dask worker scheduler.json` takes the file for an address ("missing port number")."""
+    helpers, grids = helped_search(tmp_path, "file_helpers", "0.5")
+    monkeypatch.setenv("PYTHONPATH", str(helpers))
+    done = run_search(run_args(tmp_path / "s.pkl", str(grids), str(cluster.scheduler_file)), tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert f"PYTHONPATH={helpers} dask worker --scheduler-file {cluster.scheduler_file})" in done.stderr
 
 
 def test_workers_that_kept_an_old_version_of_a_module_are_refused(tmp_path, monkeypatch):

@@ -1580,3 +1580,33 @@ def test_more_workers_than_cores_are_not_started(tmp_path):
     assert (f"--n-jobs {cores + 30} is more than the {cores} cores this process may use; starting {cores} "
             "workers") in done.stderr
     assert state.load(path)["families"]["nb"]["status"] == "done"
+
+
+def test_a_worker_that_cannot_load_an_estimator_stops_the_run_and_records_no_fit_failure(tmp_path, monkeypatch):
+    """Loading a task's estimator in a worker is no part of its fits: a module the worker could not
+    import was recorded as every candidate's failed fit (NaN). Here the module refuses worker
+    processes, as one missing from their environment would."""
+    helpers = tmp_path / "helpers"
+    helpers.mkdir()
+    (helpers / "picky_helpers.py").write_text(
+        "import multiprocessing\n"
+        "if multiprocessing.parent_process() is not None:  # a worker\n"
+        "    raise ModuleNotFoundError(\"No module named 'picky_helpers'\", name='picky_helpers')\n"
+        "def scale(X):\n    return X * 0.5\n")
+    grids = tmp_path / "picky.py"
+    grids.write_text(
+        "from sklearn.datasets import make_classification\nfrom sklearn.linear_model import LogisticRegression\n"
+        "from sklearn.pipeline import make_pipeline\nfrom sklearn.preprocessing import FunctionTransformer\n"
+        "from picky_helpers import scale\n"
+        "def load_data():\n    return make_classification(n_samples=80, random_state=0)\n"
+        "FAMILIES = {'lr': (make_pipeline(FunctionTransformer(scale), LogisticRegression()),\n"
+        "                   {'logisticregression__C': [0.1, 1.0]})}\n")
+    path = tmp_path / "s.pkl"
+    monkeypatch.setenv("PYTHONPATH", str(helpers))
+    proc = start(["run", "--grids", str(grids), "--state", str(path), "--n-jobs", "2"], tmp_path)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    assert ("the worker processes could not load the estimator of family 'lr' (ModuleNotFoundError: No module "
+            "named 'picky_helpers'), which this process loads") in err
+    assert "Traceback" not in err
+    assert state.load(path)["families"]["lr"]["folds"] == {}
