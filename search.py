@@ -2208,10 +2208,39 @@ class DaskPool:
 
     _key_prefix = "checkpointed-search-data-"
 
+    courtesy_timeout = 10.0  # seconds a call that no result depends on may take (a worker may hang)
+
+    def _on_workers(self, fn, *args, on_error: str = "ignore", stoppable: bool = True):
+        """``Client.run(fn, *args)`` on every worker, for at most :attr:`courtesy_timeout` seconds and,
+        if ``stoppable``, no longer than a stop: it has no timeout of its own, and one worker that
+        hangs (stopped, swapping) would hold the runner until the scheduler drops the worker, minutes
+        later. Returns None when it gave up; the call may still end later, in its thread."""
+        answer: dict = {}
+
+        def call():
+            try:
+                answer["value"] = self._client.run(fn, *args, on_error=on_error)
+            except Exception as exc:  # noqa: BLE001 - given to the caller below
+                answer["error"] = exc
+
+        thread = threading.Thread(target=call, daemon=True, name="search-dask-run")
+        thread.start()
+        deadline = time.monotonic() + self.courtesy_timeout
+        while thread.is_alive() and time.monotonic() < deadline and not (stoppable and self._stop):
+            thread.join(0.1)
+        if thread.is_alive():
+            logger.debug("the dask workers did not all answer %s within %g s (one may hang); going on",
+                         getattr(fn, "__name__", fn), self.courtesy_timeout)
+            return None
+        if "error" in answer:
+            raise answer["error"]
+        return answer["value"]
+
     def _prune(self, drop: str | None = None) -> None:
-        """Drop the workers' copies of data that no client holds any more, and ``drop``'s."""
+        """Drop the workers' copies of data that no client holds any more, and ``drop``'s (this run's, as
+        it leaves: even on a stop, or the workers would keep it until the next run)."""
         keep = set(self._client.run_on_scheduler(self._Ref.live(), self._key_prefix)) - {drop}
-        self._client.run(self._Ref.prune, keep, on_error="ignore")
+        self._on_workers(self._Ref.prune, keep, stoppable=drop is None)
 
     def share(self, data, blobs=()) -> None:
         """Scatter ``data`` once; each worker process takes its copy on its first task.
@@ -2228,27 +2257,42 @@ class DaskPool:
         if self._stop:  # stopped while waiting for a worker: nothing will run
             return
         self._prune()  # copies a killed runner left on the workers
-        key = f"{self._key_prefix}{uuid.uuid4().hex}"  # new: never a key a killed runner's copy holds
-        while True:
-            try:
-                self._future = self._client.scatter({key: data})[key]
-                break
-            except TimeoutError:  # the workers left between the check and the scatter
-                self._wait_for_workers()
-                if self._stop:
+        for _ in range(_MAX_ATTEMPTS):
+            key = f"{self._key_prefix}{uuid.uuid4().hex}"  # new: never a key a killed runner's copy holds
+            while True:
+                try:
+                    self._future = self._client.scatter({key: data})[key]
+                    break
+                except TimeoutError:  # the workers left between the check and the scatter
+                    self._wait_for_workers()
+                    if self._stop:
+                        return
+            self.data_ref = self._Ref(key)
+            self._check_every_worker()
+            probe = self._client.submit(self._Ref.probe, self.data_ref, self._blobs, pure=False)
+            deadline = time.monotonic() + self.worker_timeout
+            while not probe.done():  # a busy cluster may take long: give up on the check, not the run
+                if self._stop or time.monotonic() > deadline:
                     return
-        self.data_ref = self._Ref(key)
-        self._check_every_worker()
-        probe = self._client.submit(self._Ref.probe, self.data_ref, self._blobs, pure=False)
-        deadline = time.monotonic() + self.worker_timeout
-        while not probe.done():  # a busy cluster may take long: give up on the check, not the run
-            if self._stop or time.monotonic() > deadline:
+                time.sleep(0.05)
+            if not (probe.status == "error" and isinstance(probe.exception(), concurrent.futures.CancelledError)):
+                break
+            # the data went with the workers holding it (restarted again) before the first task read it
+            logger.warning("the search's data was lost on the dask cluster as it was sent (%s); sending it again",
+                           probe.exception())
+            self._wait_for_workers()
+            if self._stop:
                 return
-            time.sleep(0.05)
         try:
             remote = probe.result()
         except ModuleNotFoundError as exc:
             raise SearchError(self._missing_module(exc)) from None
+        except concurrent.futures.CancelledError:
+            raise SearchError(
+                f"the dask cluster at {self.address} lost the search's data {_MAX_ATTEMPTS} times as it was "
+                "sent (its workers died or restarted each time); check the workers' logs, then run the same "
+                "command again"
+            ) from None
         except Exception as exc:
             raise SearchError(
                 f"the dask cluster at {self.address} cannot run this search's tasks "
@@ -2268,9 +2312,11 @@ class DaskPool:
         users = users_modules()
         here = code_fingerprints(self._blobs, users)
         try:
-            answers = self._client.run(code_fingerprints, self._blobs, users, on_error="return")
+            answers = self._on_workers(code_fingerprints, self._blobs, users, on_error="return")
         except Exception as exc:  # the check is a courtesy: a worker that left is no reason to fail
             logger.debug("could not check the workers' code: %s", exc)
+            return
+        if answers is None:  # a worker that hangs, or a stop
             return
         lacking = {w: a for w, a in sorted(answers.items()) if isinstance(a, ModuleNotFoundError)}
         if lacking:
@@ -2322,8 +2368,7 @@ class DaskPool:
     def forget(self, estimator_blob: bytes) -> None:
         """Drop the workers' transformed folds of a family whose candidates are all done."""
         with contextlib.suppress(Exception):  # memory kept a while longer is no reason to fail
-            self._client.run(_drop_preprocessed, None, self.data_ref.key,
-                             preprocessed_name(estimator_blob, ""), on_error="ignore")
+            self._on_workers(_drop_preprocessed, None, self.data_ref.key, preprocessed_name(estimator_blob, ""))
 
     def submit(self, fn, *args):
         if self._client.status in ("closing", "closed"):
@@ -3307,6 +3352,9 @@ class _Runner:
                                 self._candidates_done(fam, pool, queue, inflight)
                             bar.set_description(self._describe(fam))
                 self._maybe_save()
+        except _Stopped:  # a pool waiting (for its scheduler, a worker) gave up on a stop: a stop like any
+            if not self._stop:
+                raise
         finally:
             gc.unfreeze()
             bar.close()

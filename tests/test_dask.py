@@ -7,6 +7,7 @@ whole again (the worker's nanny restarts it).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -483,6 +484,30 @@ def test_a_scheduler_file_stands_for_its_address_and_n_jobs_caps_the_fits(cluste
     assert len(cluster.client.scheduler_info()["workers"]) == 2  # closing left the cluster up
 
 
+def test_data_lost_again_as_it_is_sent_is_sent_again(cluster, caplog):
+    """Two Client.restart() in a row: the data sent again after the first went with the second before
+    the first task read it, and the run stopped (exit 1) blaming the workers' environment."""
+    import numpy as np
+
+    pool = search.DaskPool(cluster.address, n_jobs=-1)
+    real_submit, probes = pool._client.submit, []
+
+    def submit(fn, *args, **kwargs):
+        if fn is search.DaskPool._Ref.probe and not probes:  # the first probe finds the data gone
+            probes.append(fn)
+            gone = concurrent.futures.CancelledError("the search's data is gone: the workers that held it died")
+            return real_submit(lambda error: (_ for _ in ()).throw(error), gone, pure=False)
+        return real_submit(fn, *args, **kwargs)
+
+    pool._client.submit = submit
+    try:
+        pool.share((np.zeros((4, 2)), np.array([0, 1, 0, 1]), [[0, 1], [2, 3]]))
+        assert probes and pool.data_ref is not None
+        assert "the search's data was lost on the dask cluster as it was sent" in caplog.text
+    finally:
+        pool.close()
+
+
 def test_n_jobs_caps_the_fits_in_flight_below_the_clusters_threads(tmp_path, cluster):
     """--n-jobs 1 on two workers: one fit at a time; no task queued ahead, which an idle worker would run."""
     log = tmp_path / "fits.log"
@@ -598,6 +623,48 @@ def test_sigterm_and_max_time_stop_with_exit_3_and_resume(tmp_path, cluster):
     done = run_search(["-q", *args], tmp_path)
     assert done.returncode == 0, done.stderr
     assert_equals_gridsearch(path, SLOW)
+
+
+def test_a_stop_while_the_runner_waits_for_a_lost_scheduler_is_exit_3(tmp_path):
+    """A job's end stops the scheduler a moment before the runner: the runner, waiting for the
+    scheduler to come back to run the lost work again, printed a traceback (_Stopped) and exited 1."""
+    cluster = Cluster(tmp_path)
+    path = tmp_path / "s.pkl"
+    try:
+        proc = start(run_args(path, SLOW, cluster.address), tmp_path)
+        wait_for_progress(path, proc, candidates=1)
+        cluster.processes[0].send_signal(signal.SIGKILL)  # the scheduler
+        time.sleep(2)
+        assert proc.poll() is None  # waiting for it
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 3, err
+        assert "Traceback" not in err and "stopped early (SIGTERM)" in err
+        assert state.load(path)["families"]  # what finished is saved
+    finally:
+        cluster.close()
+
+
+def test_a_worker_that_hangs_does_not_hold_a_stopping_runner(tmp_path):
+    """A worker stopped (SIGSTOP; swapping, a frozen VM) never answers a Client.run, which has no
+    timeout: a SIGTERM'd runner waited in its closing for the scheduler to drop that worker, minutes
+    later. Calls that no result depends on now give up after a few seconds."""
+    cluster = Cluster(tmp_path)
+    path = tmp_path / "s.pkl"
+    stopped = cluster.processes[2]  # the second worker's process group
+    try:
+        proc = start(run_args(path, SLOW, cluster.address), tmp_path)
+        wait_for_progress(path, proc, candidates=1)
+        os.killpg(stopped.pid, signal.SIGSTOP)
+        time.sleep(1)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 3, err
+        assert time.monotonic() - sent < 30, err
+    finally:
+        os.killpg(stopped.pid, signal.SIGCONT)
+        cluster.close()
 
 
 def test_unreachable_scheduler_exits_1_at_once_naming_it(tmp_path):
