@@ -1525,8 +1525,15 @@ def fit_fold(data_ref, estimator_blob: bytes, candidates: list[dict], fold: int,
     return results
 
 
+@functools.cache
+def _worker_environment() -> dict:
+    """The versions of this worker process (a dask worker's may differ from the runner's)."""
+    return state.environment()
+
+
 def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
-    """Fit the best candidate on all the data; return it pickled and the time taken."""
+    """Fit the best candidate on all the data; return it pickled, the time taken and the versions
+    it was fitted with."""
     import cloudpickle
     from sklearn.base import clone
 
@@ -1539,6 +1546,7 @@ def refit(data_ref, estimator_blob: bytes, params: dict) -> dict:
         estimator.fit(X, y)
         result["refit_time"] = time.time() - start
     result["blob"] = cloudpickle.dumps(estimator, protocol=5)
+    result["environment"] = _worker_environment()
     return result
 
 
@@ -3613,6 +3621,14 @@ class _Runner:
         else:
             entry["best_estimator"] = Pickled(data=result["blob"])
             entry.setdefault("environment", dict(self._environment))
+            made = result.get("environment")  # a dask worker's may differ; absent from older workers
+            if isinstance(made, dict):
+                entry["estimator_environment"] = made
+                differ = _versions_changed({"environment": made}, ("python", "scikit-learn", "numpy"))
+                if differ:
+                    logger.warning("%s: its best estimator was fitted by a worker with %s; the state records "
+                                   "them, and export and load_best go by them", fam.name,
+                                   _versions_text(differ))
             entry["refit_time"] = result["refit_time"]
             entry["time_spent"] += result["refit_time"]
             entry["status"] = "done"
@@ -4132,10 +4148,13 @@ def load_best(path: str = DEFAULT_STATE, family: str | None = None):
 
 
 def _family_environment(data: dict, name: str) -> dict | None:
-    """The versions a family's results were made with: its own record, or for a state from
-    before families kept one, the state's."""
-    recorded = data["families"][name].get("environment")
-    return recorded if isinstance(recorded, dict) else data.get("environment")
+    """The versions a family's best estimator was made with: those of the worker that fitted it,
+    else the family's own record, or for a state from before families kept one, the state's."""
+    entry = data["families"][name]
+    for recorded in (entry.get("estimator_environment"), entry.get("environment")):
+        if isinstance(recorded, dict):
+            return recorded
+    return data.get("environment")
 
 
 def _python_minor(version: str) -> str:

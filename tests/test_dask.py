@@ -351,6 +351,29 @@ def test_the_worker_command_suggested_for_a_scheduler_file_names_it_as_one(tmp_p
     assert f"PYTHONPATH={helpers} dask worker --scheduler-file {cluster.scheduler_file})" in done.stderr
 
 
+def test_a_best_estimator_fitted_by_workers_of_another_scikit_learn_is_recorded_so(tmp_path):
+    """Its state said the runner's version, so `search export` stamped a model of the workers'
+    scikit-learn with the runner's, without the refusal the README promises. Here the workers' package
+    metadata says 1.8.0 (a distribution record first on their path), as another install's would."""
+    fake = tmp_path / "fake"
+    (fake / "scikit_learn-1.8.0.dist-info").mkdir(parents=True)
+    (fake / "scikit_learn-1.8.0.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: scikit-learn\nVersion: 1.8.0\n")
+    cluster = Cluster(tmp_path, worker_paths=(fake, fake))
+    path = tmp_path / "s.pkl"
+    try:
+        done = run_search(run_args(path, QUICK, cluster.address, "--families", "nb"), tmp_path)
+    finally:
+        cluster.close()
+    assert done.returncode == 0, done.stderr
+    assert "nb: its best estimator was fitted by a worker with scikit-learn 1.8.0 (this is " in done.stderr
+    assert state.load(path)["families"]["nb"]["estimator_environment"]["scikit-learn"] == "1.8.0"
+    export = run_search(["export", "--state", str(path), "-o", "m.joblib"], tmp_path)
+    assert export.returncode == 1, export.stderr
+    assert "the best estimator of family 'nb' was fitted with scikit-learn 1.8.0" in export.stderr
+    assert not (tmp_path / "m.joblib").exists()
+
+
 def test_workers_that_kept_an_old_version_of_a_module_are_refused(tmp_path, monkeypatch):
     """A worker keeps the module it imported: after the file changes it would fit the old code
     while the state records the new code's fingerprint."""
