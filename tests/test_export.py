@@ -211,8 +211,9 @@ def saved_under(path, where, **versions):
     versions = {name.replace("_", "-"): version for name, version in versions.items()}
     data["environment"].update(versions)
     for entry in data["families"].values():
-        if "environment" in entry:
-            entry["environment"].update(versions)
+        for recorded in ("environment", "estimator_environment"):
+            if recorded in entry:
+                entry[recorded].update(versions)
     other = where / "other-versions.pkl"
     state.save(other, data)
     return other

@@ -436,7 +436,8 @@ def begun_under_other_versions(tmp_path, status="partial", **versions):
     assert invoke("run", "--state", str(path), "--grids", QUICK, "--families", "lr,nb").exit_code == 0
     data = state.load(path, lazy=True)
     entry = data["families"]["lr"]
-    entry["environment"].update({name.replace("_", "-"): v for name, v in versions.items()})
+    for recorded in ("environment", "estimator_environment"):  # its results', its best estimator's
+        entry[recorded].update({name.replace("_", "-"): v for name, v in versions.items()})
     if status != "done":
         entry["candidates"] = dict(list(entry["candidates"].items())[:2 if status == "partial" else 0])
         entry["status"] = status
