@@ -579,7 +579,10 @@ def test_runs_interrupted_by_hand_do_not_count_as_too_short_for_a_family(tmp_pat
     args = ["-v", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "1"]
     for _ in range(2):
         proc = start(args, tmp_path)
-        _read_until(proc, "DEBUG: saved")  # the first save: the sleepy fit has started
+        deadline = time.monotonic() + 60
+        while not any(server.children() for server in fork_servers(proc)):  # the worker, with the sleepy fit
+            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
         time.sleep(0.5)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
