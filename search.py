@@ -2216,7 +2216,7 @@ class DaskPool:
 
     _key_prefix = "checkpointed-search-data-"
 
-    courtesy_timeout = 10.0  # seconds a call that no result depends on may take (a worker may hang)
+    courtesy_timeout = 5.0  # seconds a call that no result depends on may take (a worker may hang)
 
     def _on_workers(self, fn, *args, on_error: str = "ignore", stoppable: bool = True):
         """``Client.run(fn, *args)`` on every worker, for at most :attr:`courtesy_timeout` seconds and,

@@ -329,15 +329,15 @@ def test_a_killed_fork_server_is_named_and_its_tasks_are_not_blamed(tmp_path):
     was loky's "... could be caused by a segmentation fault"; a task alone in flight was blamed for
     it (three times: marked failed). Now the warning names the fork server, and the tasks run again,
     however often it is killed."""
-    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]})}', seconds=3)
+    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]})}', seconds=2)
     path = tmp_path / "s.pkl"
     proc = start(["-q", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "1"],
                  tmp_path)
     killed = set()
     deadline = time.monotonic() + 120
-    while len(killed) < 3:
+    while len(killed) < 2:
         for server in fork_servers(proc):
-            if server.pid not in killed and server.children():  # its worker, with the first fold's 3 s fit
+            if server.pid not in killed and server.children():  # its worker, with the first fold's 2 s fit
                 time.sleep(0.5)
                 server.kill()
                 killed.add(server.pid)

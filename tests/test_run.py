@@ -1554,20 +1554,20 @@ def test_the_ends_of_small_families_do_not_each_pay_a_costly_checkpoint(tmp_path
 
 def test_costly_checkpoints_still_come_at_least_every_so_often(tmp_path, monkeypatch):
     """Paced to 2% of the wall, a save of 3 s (a big state) was followed by 150 s without one, all of
-    whose finished fits a SIGKILL lost. The interval has a ceiling (a minute; 1 s here)."""
+    whose finished fits a SIGKILL lost. The interval has a ceiling (a minute; 0.5 s here)."""
     _slow_fsync(monkeypatch, 0.2)  # paced to 2%: one save per 10 s
-    monkeypatch.setattr(search, "_MAX_SAVE_INTERVAL", 1.0)
+    monkeypatch.setattr(search, "_MAX_SAVE_INTERVAL", 0.5)
     grids = tmp_path / "sleepy.py"
     grids.write_text("import time\nfrom sklearn.datasets import load_iris\n"
                      "from sklearn.dummy import DummyClassifier\n\n"
                      "class Slow(DummyClassifier):\n    def fit(self, X, y, sample_weight=None):\n"
                      "        time.sleep(0.25)\n        return super().fit(X, y, sample_weight)\n\n"
                      "def load_data():\n    return load_iris(return_X_y=True)\n\n"
-                     "FAMILIES = {'slow': (Slow(), {'constant': list(range(12))})}\n")
+                     "FAMILIES = {'slow': (Slow(), {'constant': list(range(8))})}\n")
     path = tmp_path / "s.pkl"
     report = search.run(search.RunConfig(str(path), grids=str(grids), cv=2, n_jobs=1, progress=False))
     assert report.done == ["slow"]
-    assert report.saves >= 4, report.saves  # over 6 s of fits: every 1.2 s or so
+    assert report.saves >= 4, report.saves  # over 4 s of fits: every 0.7 s or so
 
 
 def test_more_workers_than_cores_are_not_started(tmp_path):
