@@ -56,6 +56,14 @@ def fork_servers(proc) -> list[psutil.Process]:
     return servers
 
 
+def has_workers(server: psutil.Process) -> bool:
+    """Whether a fork server has forked workers (False once it is gone)."""
+    try:
+        return bool(server.children())
+    except psutil.Error:
+        return False
+
+
 def assert_all_gone(processes, timeout=15.0):
     gone, alive = psutil.wait_procs(processes, timeout=timeout)
     assert not alive, f"processes left running: {[(p.pid, p.cmdline()) for p in alive]}"
@@ -337,7 +345,7 @@ def test_a_killed_fork_server_is_named_and_its_tasks_are_not_blamed(tmp_path):
     deadline = time.monotonic() + 120
     while len(killed) < 2:
         for server in fork_servers(proc):
-            if server.pid not in killed and server.children():  # its worker, with the first fold's 2 s fit
+            if server.pid not in killed and has_workers(server):  # its worker, with the first fold's 2 s fit
                 time.sleep(0.5)
                 server.kill()
                 killed.add(server.pid)
@@ -580,7 +588,7 @@ def test_runs_interrupted_by_hand_do_not_count_as_too_short_for_a_family(tmp_pat
     for _ in range(2):
         proc = start(args, tmp_path)
         deadline = time.monotonic() + 60
-        while not any(server.children() for server in fork_servers(proc)):  # the worker, with the sleepy fit
+        while not any(has_workers(server) for server in fork_servers(proc)):  # the worker, with the sleepy fit
             assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         time.sleep(0.5)
