@@ -1846,7 +1846,6 @@ class LocalPool:
     ahead = 1  # tasks submitted beyond the workers: one waits in the queue, to start the moment one is free
 
     def __init__(self, n_jobs: int):
-
         self.n_workers = _local_workers(n_jobs)
         _remove_orphaned_data()
         self._tmp = tempfile.mkdtemp(prefix=f"search-data-{os.getpid()}-")
@@ -1868,13 +1867,16 @@ class LocalPool:
             ) from None
         self.data_ref = path
 
+    def _submit(self, fn, *args):
+        # loky starts its workers at a submit, and replaces them from the thread it starts there,
+        # which keeps this mask: without the fork server (a library call), a Ctrl-C would
+        # otherwise kill workers still importing scikit-learn, each with a traceback
+        with _interrupts_kept_from_children():
+            return self._executor.submit(fn, *args)
+
     def submit(self, fn, *args):
         try:
-            # loky starts its workers at a submit, and replaces them from the thread it starts there,
-            # which keeps this mask: without the fork server (a library call), a Ctrl-C would
-            # otherwise kill workers still importing scikit-learn, each with a traceback
-            with _interrupts_kept_from_children():
-                return self._executor.submit(fn, *args)
+            return self._submit(fn, *args)
         except (EOFError, ConnectionError) as exc:  # starting a worker: the fork server died
             if _fork_context is None:
                 raise
@@ -1885,8 +1887,7 @@ class LocalPool:
             with contextlib.suppress(Exception):  # the data stays: the task's arguments name it
                 self._executor.shutdown(wait=False, kill_workers=True)
             self._executor = local_executor(self.n_workers)
-            with _interrupts_kept_from_children():
-                return self._executor.submit(fn, *args)
+            return self._submit(fn, *args)
 
     def release(self, future) -> None:
         """Nothing to do: a local future's result lives in this process only."""
@@ -2283,11 +2284,12 @@ class DaskPool:
                 if self._stop or time.monotonic() > deadline:
                     return
                 time.sleep(0.05)
-            if not (probe.status == "error" and isinstance(probe.exception(), concurrent.futures.CancelledError)):
+            lost = probe.exception() if probe.status == "error" else None
+            if not isinstance(lost, concurrent.futures.CancelledError):
                 break
             # the data went with the workers holding it (restarted again) before the first task read it
             logger.warning("the search's data was lost on the dask cluster as it was sent (%s); sending it again",
-                           probe.exception())
+                           lost)
             self._wait_for_workers()
             if self._stop:
                 return
@@ -3624,7 +3626,7 @@ class _Runner:
             made = result.get("environment")  # a dask worker's may differ; absent from older workers
             if isinstance(made, dict):
                 entry["estimator_environment"] = made
-                differ = _versions_changed({"environment": made}, ("python", "scikit-learn", "numpy"))
+                differ = state.changed_versions(made, ("python", "scikit-learn", "numpy"))
                 if differ:
                     logger.warning("%s: its best estimator was fitted by a worker with %s; the state records "
                                    "them, and export and load_best go by them", fam.name,
@@ -4161,6 +4163,9 @@ def _python_minor(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
 
+_NOTEBOOK = "the notebook or script that ran the search (__main__)"  # where code of __main__ is from
+
+
 def _refuse_user_code_of_another_python(data: dict, name: str) -> None:
     """Refuse a best estimator that holds the user's code pickled by value under another Python
     minor version: cloudpickle keeps that code as bytecode, which another Python cannot read
@@ -4182,7 +4187,7 @@ def _refuse_user_code_of_another_python(data: dict, name: str) -> None:
     again = f"search run --grids {shlex.quote(source)} --redo-changed" if where else "search run --redo-changed"
     if any(k.partition(":")[0] == "__main__" for k in entry.get("code_parts") or {}):
         # defined in a notebook or script, which the command line cannot import
-        where = " defined in the notebook or script that ran the search (__main__)"
+        where = f" defined in {_NOTEBOOK}"
         again = "search.run(RunConfig(..., redo_changed=True)) from that notebook or script"
     raise SearchError(
         f"the best estimator of family {name!r} holds code{where} ({code}) pickled by value under "
@@ -4409,10 +4414,8 @@ def _skops_bytes(estimator, name: str) -> tuple[bytes, list[str]]:
 
     # A grids file's code is stored by name, which only a process that ran the grids file (as
     # this one may have) can import: refuse it here, not when someone loads the file elsewhere.
-    modules: set = set()
-    own = _grids_file_objects(estimator, modules)
-    origin = ("the notebook or script that ran the search (__main__)" if "__main__" in modules
-              else "the grids file")
+    own = _grids_file_objects(estimator)
+    origin = _NOTEBOOK if "__main__" in own.values() else "the grids file"
     why = f"it uses {', '.join(own)} from {origin}, which skops stores by name only" if own else ""
     if not own:
         try:
@@ -4429,9 +4432,9 @@ def _skops_bytes(estimator, name: str) -> tuple[bytes, list[str]]:
     return payload, untrusted
 
 
-def _grids_file_objects(estimator, modules: set | None = None) -> list[str]:
-    """The names of the functions and classes of a grids file (or of ``__main__``) that an estimator
-    holds; their modules are added to ``modules``."""
+def _grids_file_objects(estimator) -> dict[str, str]:
+    """The functions and classes of a grids file (or of ``__main__``) that an estimator holds: their
+    names, in order, each with its module."""
     from grids import is_grids_file_module
 
     found, stack = {}, [estimator]
@@ -4441,14 +4444,12 @@ def _grids_file_objects(estimator, modules: set | None = None) -> list[str]:
             qualname = getattr(thing, "__qualname__", None)
             module = getattr(thing, "__module__", None)
             if isinstance(qualname, str) and is_grids_file_module(module):
-                found.setdefault(qualname, None)
-                if modules is not None:
-                    modules.add(module)
+                found.setdefault(qualname, module)
         if hasattr(obj, "get_params") and not isinstance(obj, type):
             stack.extend(obj.get_params(deep=False).values())
         elif isinstance(obj, (list, tuple)):
             stack.extend(obj)
-    return sorted(found)
+    return dict(sorted(found.items()))
 
 
 def text_columns(X) -> list[str]:
