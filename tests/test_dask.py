@@ -335,7 +335,7 @@ def test_a_worker_joining_late_without_a_module_stops_the_run_and_records_no_fit
             assert (f"the dask worker at {late[0]} (scheduler {cluster.address}) cannot import 'late_helpers'"
                     in err), err
             assert "Traceback" not in err
-        entry = state.load(path)["families"]["lr"]
+        entry = state.load(path, lazy=True)["families"]["lr"]  # its estimator needs late_helpers
         assert not [e for c in entry["candidates"].values() for e in c["errors"] if e]
         assert not [f for c in entry.get("folds", {}).values() for f in c.values() if f.get("error")]
     finally:
