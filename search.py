@@ -2724,6 +2724,16 @@ class _Task:
         return [(self.key, self.params), *self.grown]
 
 
+def _containers_copied(data):
+    """``data`` with its dicts and lists copied, all else shared: what a background checkpoint writes
+    while the run goes on adding to the state."""
+    if type(data) is dict:
+        return {key: _containers_copied(value) for key, value in data.items()}
+    if type(data) is list:
+        return [_containers_copied(value) for value in data]
+    return data
+
+
 def _suspect_in(inflight: dict) -> bool:
     """Whether a task that must run alone (see ``_Task.suspect``) is in flight."""
     return any(t.suspect for t in inflight.values())
@@ -2936,6 +2946,9 @@ class _Runner:
         self._next_save = 0.0
         self._save_cost = 0.0  # the last checkpoint's seconds
         self._saved_work = 0.0  # the fit, score and refit seconds the last checkpoint held
+        # a checkpoint being written in the background: (its future, when it began, the work it holds)
+        self._saving: tuple[concurrent.futures.Future, float, float] | None = None
+        self._save_due = False  # a family's end wanted a checkpoint while one was being written
         self._early: dict[str, _Task] = {}  # family -> its early refit
         self._warned: set[tuple] = set()  # (category, message) of the workers' warnings reported
         self._first_submit = 0.0  # when the run handed its first task to the pool
@@ -3380,6 +3393,10 @@ class _Runner:
     def _final_save(self, failing: BaseException | None) -> None:
         """Save what finished; when the run is already failing, its error stays the one reported."""
         try:
+            try:
+                self._save_written(wait=True)
+            except state.StateError as error:  # what it held is saved below, or that save says why not
+                logger.debug("the last checkpoint failed (%s); saving again", error)
             self._save()
         except state.StateError as error:
             if failing is None:
@@ -3653,8 +3670,9 @@ class _Runner:
     # ---- checkpoints
 
     def _maybe_save(self) -> None:
-        if self._dirty and time.monotonic() >= self._next_save:
-            self._save()
+        if self._save_written(wait=False) and self._dirty and (
+                self._save_due or time.monotonic() >= self._next_save):
+            self._save(background=True)
 
     def _work(self) -> float:
         return sum(f.entry.get("time_spent", 0.0) for f in self.families)
@@ -3663,24 +3681,69 @@ class _Runner:
         """At a family's end: a checkpoint now if the work it would keep is worth more than a checkpoint
         costs (a long refit is never left to the pacing), else when the pacing says. A big state's
         saves take seconds, which the ends of small families would otherwise each pay."""
-        if self._work() - self._saved_work >= self._save_cost:
-            self._save()
-        else:
-            self._maybe_save()
+        self._save_due = self._save_due or self._work() - self._saved_work >= self._save_cost
+        self._maybe_save()
 
-    def _save(self) -> None:
+    def _save(self, background: bool = False) -> None:
+        """A checkpoint of what finished, once the one being written (if any) is in.
+
+        With ``background``, a thread writes it from a copy of the state's dicts and lists (their
+        leaves shared: results and pickled estimators are never changed in place) while the run goes
+        on dispatching: a big state's save takes seconds the workers would otherwise wait through.
+        :meth:`_save_written` finishes it; its error is raised there, in the run's thread.
+        """
+        self._save_written(wait=True)
         if not self._dirty:
             return
         started = time.monotonic()
         if self._restart_pending:
             self._move_previous()
         self.state["updated"] = _now()
-        state.save(self.path, self.state)
-        spent = time.monotonic() - started
+        work, self._dirty, self._save_due = self._work(), False, False
+        if not background:
+            try:
+                state.save(self.path, self.state)
+            except BaseException:
+                self._dirty = True
+                raise
+            self._saved(started, work)
+            return
+        snapshot = _containers_copied(self.state)
+        saving = concurrent.futures.Future()
+
+        def write() -> None:
+            try:
+                state.save(self.path, snapshot)
+            except BaseException as exc:  # noqa: BLE001 - raised in the run's thread by _save_written
+                saving.set_exception(exc)
+            else:
+                saving.set_result(time.monotonic())
+
+        self._saving = saving, started, work
+        threading.Thread(target=write, name="search-checkpoint").start()
+
+    def _save_written(self, wait: bool) -> bool:
+        """Whether no checkpoint is being written: the background one, if any, finished first (with
+        ``wait``) and accounted for. A failed one leaves the state unsaved and raises its error."""
+        if self._saving is None:
+            return True
+        saving, started, work = self._saving
+        if not wait and not saving.done():
+            return False
+        self._saving = None
+        try:
+            ended = saving.result()
+        except BaseException:
+            self._dirty = True  # what it held is still to be saved
+            raise
+        self._saved(started, work, ended)
+        return True
+
+    def _saved(self, started: float, work: float, ended: float | None = None) -> None:
+        spent = (ended or time.monotonic()) - started
         self.report.save_time += spent
         self.report.saves += 1
-        self._dirty = False
-        self._save_cost, self._saved_work = spent, self._work()
+        self._save_cost, self._saved_work = spent, work
         # pace checkpoints by their measured cost: saving stays under _SAVE_SHARE of the wall
         self._next_save = time.monotonic() + min(_MAX_SAVE_INTERVAL, max(_MIN_SAVE_INTERVAL, spent / _SAVE_SHARE))
 

@@ -81,3 +81,16 @@ def run_search(args, cwd, timeout=300) -> subprocess.CompletedProcess:
 @pytest.fixture
 def quick_reference():
     return reference(GRIDS / "quick.py")
+
+
+def slow_fit_grids(tmp_path, seconds: float, candidates: int, log: Path | None = None) -> Path:
+    """A grids file of one family whose fits each sleep ``seconds`` (and append their start to ``log``)."""
+    grids = tmp_path / "slow_fits.py"
+    note = f"        with open({str(log)!r}, 'a') as f:\n            f.write(f'{{time.time()}}\\n')\n" if log else ""
+    grids.write_text("import time\nfrom sklearn.datasets import load_iris\n"
+                     "from sklearn.dummy import DummyClassifier\n\n"
+                     "class Slow(DummyClassifier):\n    def fit(self, X, y, sample_weight=None):\n"
+                     f"{note}        time.sleep({seconds})\n        return super().fit(X, y, sample_weight)\n\n"
+                     "def load_data():\n    return load_iris(return_X_y=True)\n\n"
+                     f"FAMILIES = {{'slow': (Slow(), {{'constant': list(range({candidates}))}})}}\n")
+    return grids

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, start
+from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, slow_fit_grids, start
 
 import state
 
@@ -170,6 +170,38 @@ def test_a_worker_killed_mid_search_is_replaced_and_results_equal_gridsearchcv(t
     data = state.load(path)
     for name, ref in reference(GRIDS / "slow.py").items():
         assert_same_as_gridsearch(data["families"][name], ref)
+
+
+def test_a_stop_while_a_checkpoint_is_written_in_the_background_saves_all_once_it_is_in(tmp_path):
+    """A checkpoint is written by a thread while the fits go on: a SIGTERM in the middle of it waits
+    for it, then saves what finished since, and the process exits only then, with nothing left over."""
+    marks = tmp_path / "saving"
+    marks.mkdir()
+    (tmp_path / "runner.py").write_text(
+        "import os, sys, time\nimport search, state\nreal = state._fileops.fsync\n\n"
+        "def slow(fd):  # the second save (the first after a fit) as one of hundreds of MB\n"
+        f"    open(os.path.join({str(marks)!r}, str(time.time())), 'w').close()\n"
+        f"    time.sleep(2.0 if len(os.listdir({str(marks)!r})) == 2 else 0.0)\n    return real(fd)\n\n"
+        "state._fileops.fsync = slow\n"
+        "if __name__ == '__main__':\n    sys.argv[0] = 'search'\n    search.main()\n")
+    grids = slow_fit_grids(tmp_path, 0.1, 40)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(GRIDS.parent.parent), str(tmp_path)]))
+    proc = subprocess.Popen([sys.executable, "runner.py", "-q", "run", "--grids", str(grids), "--state", "s.pkl",
+                             "--n-jobs", "1", "--cv", "2"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(os.listdir(marks)) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first save comes before any fit; the second, in the background, during them
+    assert len(os.listdir(marks)) == 2, proc.communicate(timeout=60)[1]
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3, err
+    assert "stopped early (SIGTERM)" in err and "Traceback" not in err, err
+    assert len(os.listdir(marks)) == 3  # the one being written, then the last
+    family = state.load(tmp_path / "s.pkl")["families"]["slow"]
+    assert family["status"] == "partial" and family["folds"], family["status"]
+    assert not [name for name in os.listdir(tmp_path) if ".tmp-" in name]
 
 
 @pytest.mark.parametrize("to", ["runner", "group"])

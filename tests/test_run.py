@@ -16,7 +16,16 @@ import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from conftest import GRIDS, assert_same_as_gridsearch, import_file, reference, run_search, search_cmd, start
+from conftest import (
+    GRIDS,
+    assert_same_as_gridsearch,
+    import_file,
+    reference,
+    run_search,
+    search_cmd,
+    slow_fit_grids,
+    start,
+)
 from sklearn.model_selection import GridSearchCV
 
 import search
@@ -1557,17 +1566,35 @@ def test_costly_checkpoints_still_come_at_least_every_so_often(tmp_path, monkeyp
     whose finished fits a SIGKILL lost. The interval has a ceiling (a minute; 0.5 s here)."""
     _slow_fsync(monkeypatch, 0.2)  # paced to 2%: one save per 10 s
     monkeypatch.setattr(search, "_MAX_SAVE_INTERVAL", 0.5)
-    grids = tmp_path / "sleepy.py"
-    grids.write_text("import time\nfrom sklearn.datasets import load_iris\n"
-                     "from sklearn.dummy import DummyClassifier\n\n"
-                     "class Slow(DummyClassifier):\n    def fit(self, X, y, sample_weight=None):\n"
-                     "        time.sleep(0.25)\n        return super().fit(X, y, sample_weight)\n\n"
-                     "def load_data():\n    return load_iris(return_X_y=True)\n\n"
-                     "FAMILIES = {'slow': (Slow(), {'constant': list(range(8))})}\n")
+    grids = slow_fit_grids(tmp_path, 0.25, 8)
     path = tmp_path / "s.pkl"
     report = search.run(search.RunConfig(str(path), grids=str(grids), cv=2, n_jobs=1, progress=False))
     assert report.done == ["slow"]
     assert report.saves >= 4, report.saves  # over 4 s of fits: every 0.7 s or so
+
+
+def test_fits_start_while_a_costly_checkpoint_is_written(tmp_path, monkeypatch):
+    """A big state's checkpoint took seconds in the runner's own thread, and no fit could start until
+    it was written: the workers waited through every save. It is written by a thread now."""
+    real, saves = state._fileops.fsync, []
+
+    def slow(fd):  # the second save (the first after a fit) as one of hundreds of MB
+        began = time.time()
+        time.sleep(2.0 if len(saves) == 1 else 0.0)
+        saves.append((began, time.time()))
+        return real(fd)
+
+    monkeypatch.setattr(state._fileops, "fsync", slow)
+    starts = tmp_path / "starts.txt"
+    grids = slow_fit_grids(tmp_path, 0.1, 16, log=starts)
+    path = tmp_path / "s.pkl"
+    report = search.run(search.RunConfig(str(path), grids=str(grids), cv=2, n_jobs=1, progress=False))
+    assert report.done == ["slow"]
+    began = [float(line) for line in starts.read_text().split()]
+    # written in the run's thread, the save let at most the one task queued ahead start
+    a, b = saves[1]
+    assert sum(a < t < b for t in began) >= 4, (sum(a < t < b for t in began), len(began))
+    assert state.load(path)["families"]["slow"]["status"] == "done"
 
 
 def test_more_workers_than_cores_are_not_started(tmp_path):
