@@ -49,7 +49,7 @@ import traceback
 import types
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -200,7 +200,9 @@ def read_table(path: str, text_columns=(), as_written: bool = False):
             # the index (pandas' default) or silently dropped; a delimiter ending every line is fine.
             warnings.simplefilter("error", pd.errors.ParserWarning)
             frame = pd.read_csv(path, index_col=False, **options)
-            if any("\x00" in str(c) for c in frame.columns):  # UTF-16 without its byte-order mark
+            # UTF-16 without its byte-order mark: names full of NULs, or (pandas 2) cut at the first
+            # NUL, the rest of the columns unnamed
+            if any("\x00" in str(c) or str(c).startswith("Unnamed: ") for c in frame.columns):
                 _refuse_other_formats(path)
             if not as_written:  # read once more as written: done when it was read as such
                 _check_header(path, frame)
@@ -3987,7 +3989,7 @@ def failure_headline(error: str) -> str:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 # --------------------------------------------------------------------- read side
