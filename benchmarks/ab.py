@@ -26,7 +26,7 @@ import run as bench
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["w1", "big"], default="w1")
+    parser.add_argument("--workload", choices=["w1", "big", "boosting", "table", "forests"], default="w1")
     parser.add_argument("--variant", action="append", required=True,
                         help="`main` or a directory holding a prototype search.py; give two or more")
     parser.add_argument("--repeats", type=int, default=3)
@@ -41,9 +41,9 @@ def main(argv: list[str] | None = None) -> None:
     opts = parser.parse_args(argv)
     bench.NICE = opts.nice
     opts.out = Path(tempfile.mkdtemp(prefix="search-ab-"))
-    opts.kills, opts.trace_loop = 0, False
+    opts.kills, opts.trace_loop, opts.runner_path = 0, False, None
     wl = {"name": opts.workload,
-          "grids": opts.bench_dir / "w1.py" if opts.workload == "w1" else bench.HERE / "big.py"}
+          "grids": opts.bench_dir / "w1.py" if opts.workload == "w1" else bench.HERE / f"{opts.workload}.py"}
     bench.warm_up(opts)
     runs: dict[str, list[dict]] = {v: [] for v in opts.variant}
     for r in range(opts.repeats):

@@ -1,4 +1,4 @@
-"""The runner against the hand-written loop, side by side, on W1, a larger workload and a boosting one.
+"""The runner against the hand-written loop, side by side, on W1 and larger workloads (big, boosting, table, forests).
 
 For every repeat the hand-written loop (``shared/bench/naive_loop.py``) and the
 runner (``python -m search -q run ...``) run alternately, each as a subprocess
@@ -536,7 +536,7 @@ def _fmt(v) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workload", choices=["w1", "big", "boosting", "table", "both"], default="w1",
+    parser.add_argument("--workload", choices=["w1", "big", "boosting", "table", "forests", "both"], default="w1",
                         help="both: w1 and big")
     parser.add_argument("--repeats", type=int, default=3, help="pairs of runs per workload (default 3)")
     parser.add_argument("--kills", type=int, default=4,
