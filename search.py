@@ -2644,6 +2644,8 @@ class _Stop:
     def __init__(self):
         self.reason: str | None = None
         self._raise = False
+        self._signum = signal.SIGTERM  # the last stop signal's
+        self._in_hook = False  # in raising's hook for the exceptions Python drops
 
     def __bool__(self) -> bool:
         return self.reason is not None
@@ -2659,11 +2661,40 @@ class _Stop:
         """
         if self:
             raise _Stopped
+        previous = sys.unraisablehook
+        again = []  # the thread that gives a dropped stop again
+
+        def unraisable(failure):
+            if not isinstance(failure.exc_value, _Stopped):
+                return previous(failure)
+            # raised where Python cannot raise (a weakref callback, as importlib's module locks have, or
+            # a __del__), and dropped there: given again from outside, the stop still cuts the loading
+            # short, quietly
+            self._in_hook = self._raise = True
+            try:
+                if not again:
+                    again.append(threading.Thread(target=self._again, daemon=True))
+                    again[0].start()
+            finally:
+                self._in_hook = False
+
+        sys.unraisablehook = unraisable
         self._raise = True
         try:
             yield
         finally:
             self._raise = False
+            if again:
+                again[0].join()  # no signal of its after the handlers are given back
+            sys.unraisablehook = previous
+
+    def _again(self) -> None:
+        """Signal the main thread until a stop is raised where it is not dropped (see :meth:`raising`)."""
+        main = threading.main_thread().ident
+        while self._raise:
+            if not self._in_hook:
+                signal.pthread_kill(main, self._signum)
+            time.sleep(0.01)
 
     @contextlib.contextmanager
     def on_signals(self, then=None):
@@ -2681,8 +2712,8 @@ class _Stop:
             name = signal.Signals(signum).name
             if self.reason is None:
                 logger.warning("%s received: stopping, saving what finished", name)
-            self.reason = name
-            if self._raise:
+            self.reason, self._signum = name, signum
+            if self._raise and not self._in_hook:
                 self._raise = False  # once
                 raise _Stopped
 

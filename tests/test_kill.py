@@ -481,6 +481,20 @@ def test_a_stop_inside_an_import_that_wraps_errors_is_still_a_graceful_stop(tmp_
     assert not path.exists()
 
 
+def test_a_stop_inside_a_weakref_callback_while_importing_is_still_a_graceful_stop(tmp_path, monkeypatch):
+    """Python drops an exception raised in a weakref callback (importlib's module locks have them) with
+    "Exception ignored" and a traceback: the stop must still end the loading, quietly and at once."""
+    path = tmp_path / "s.pkl"
+    started = time.monotonic()
+    out, err, proc = stopped_while_importing(monkeypatch, tmp_path, lambda: start(
+        ["run", "--grids", str(GRIDS / "slow_weakref_callback.py"), "--state", str(path)], tmp_path))
+    assert proc.returncode == 3, err[-2000:]
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert "stopped while loading, before any work" in err
+    assert time.monotonic() - started < 45  # not after the import's 60 s
+    assert not path.exists()
+
+
 def test_a_restart_stopped_while_loading_says_it_has_not_happened(tmp_path, monkeypatch):
     """"Run without --restart to resume" would send a user round in circles: nothing was moved."""
     path = tmp_path / "s.pkl"
