@@ -563,7 +563,8 @@ def _results_held(dask_scheduler) -> int:
 def test_results_read_are_released_on_the_cluster(tmp_path, cluster):
     """A result the runner has read is released at once: not kept in a worker's memory for the run,
     nor computed again elsewhere when that worker dies."""
-    proc = start(["-q", *run_args(tmp_path / "s.pkl", str(GRIDS / "w1_copy.py"), cluster.address)], tmp_path)
+    proc = start(["-q", *run_args(tmp_path / "s.pkl", str(GRIDS / "w1_copy.py"), cluster.address),
+                  "--families", "lr,knn,nb"], tmp_path)  # 120 quick fits
     held = []
     while proc.poll() is None:
         held.append(cluster.client.run_on_scheduler(_results_held))
@@ -572,8 +573,6 @@ def test_results_read_are_released_on_the_cluster(tmp_path, cluster):
     assert len(held) > 10 and max(held) <= 3, held  # finished, not read yet: at most one per task in flight
 
 
-# ------------------------------------------------------------------ faults
-# ------------------------------------------------------------------ faults
 # ------------------------------------------------------------------ faults
 
 

@@ -144,7 +144,7 @@ def test_a_kill_keeps_the_finished_folds_of_an_unfinished_candidate(tmp_path):
     row = next(line.split() for line in status.stdout.splitlines() if line.startswith("rf "))
     n_splits = state.load(path)["run"]["cv"]["n_splits"]
     assert row[1:4] == ["partial", f"0/{after['n_candidates']}", f"{len(folds)}/{after['n_candidates'] * n_splits}"]
-    resumed = run_search(args, tmp_path)
+    resumed = run_search([*args[:-1], "2"], tmp_path)  # on both cores: the folds left need not run one by one
     assert resumed.returncode == 0, resumed.stderr
     final = state.load(path)
     record = final["families"]["rf"]["candidates"][key]
@@ -370,7 +370,7 @@ def test_a_killed_fork_server_is_named_and_its_tasks_are_not_blamed(tmp_path):
     was loky's "... could be caused by a segmentation fault"; a task alone in flight was blamed for
     it (three times: marked failed). Now the warning names the fork server, and the tasks run again,
     however often it is killed."""
-    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]})}', seconds=2)
+    grids = sleepy_grids(tmp_path, '{"sleepy": (SlowDummy(), {"strategy": ["prior"]})}', seconds=1.2)
     path = tmp_path / "s.pkl"
     proc = start(["-q", "run", "--grids", str(grids), "--state", str(path), "--cv", "2", "--n-jobs", "1"],
                  tmp_path)
@@ -378,7 +378,7 @@ def test_a_killed_fork_server_is_named_and_its_tasks_are_not_blamed(tmp_path):
     deadline = time.monotonic() + 120
     while len(killed) < 2:
         for server in fork_servers(proc):
-            if server.pid not in killed and has_workers(server):  # its worker, with the first fold's 2 s fit
+            if server.pid not in killed and has_workers(server):  # its worker, with the first fold's 1.2 s fit
                 time.sleep(0.5)
                 server.kill()
                 killed.add(server.pid)

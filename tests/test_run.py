@@ -1166,7 +1166,7 @@ def test_what_gridsearchcv_takes_is_searched_as_it_would_be(tmp_path, grids):
 def test_a_worker_that_dies_in_a_fit_fails_that_fit_and_the_run_goes_on(tmp_path):
     """A crash in native code or an out-of-memory kill takes the worker: retried, then a NaN fit."""
     path = tmp_path / "s.pkl"
-    done = run_search(["run", "--state", str(path), "--grids", str(GRIDS / "crashing.py"), "--cv", "3",
+    done = run_search(["run", "--state", str(path), "--grids", str(GRIDS / "crashing.py"), "--cv", "2",
                        "--n-jobs", "2"], tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
