@@ -2646,6 +2646,8 @@ class _Stop:
         self._raise = False
         self._signum = signal.SIGTERM  # the last stop signal's
         self._in_hook = False  # in raising's hook for the exceptions Python drops
+        self._again: threading.Thread | None = None  # giving a dropped stop again (see raising)
+        self._loading = False  # in raising's block
 
     def __bool__(self) -> bool:
         return self.reason is not None
@@ -2662,39 +2664,44 @@ class _Stop:
         if self:
             raise _Stopped
         previous = sys.unraisablehook
-        again = []  # the thread that gives a dropped stop again
 
         def unraisable(failure):
-            if not isinstance(failure.exc_value, _Stopped):
-                return previous(failure)
-            # raised where Python cannot raise (a weakref callback, as importlib's module locks have, or
-            # a __del__), and dropped there: given again from outside, the stop still cuts the loading
-            # short, quietly
-            self._in_hook = self._raise = True
+            self._in_hook = True  # a stop signal now is given again once out of here (see on_signals)
             try:
-                if not again:
-                    again.append(threading.Thread(target=self._again, daemon=True))
-                    again[0].start()
+                if isinstance(failure.exc_value, _Stopped):
+                    # raised where Python cannot raise (a weakref callback, as importlib's module locks
+                    # have, or a __del__), and dropped there: given again from outside, the stop still
+                    # cuts the loading short, quietly
+                    self._raise = True
+                    self._give_again()
+                else:
+                    previous(failure)
             finally:
                 self._in_hook = False
 
         sys.unraisablehook = unraisable
-        self._raise = True
+        self._raise = self._loading = True
         try:
             yield
         finally:
-            self._raise = False
-            if again:
-                again[0].join()  # no signal of its after the handlers are given back
+            self._raise = self._loading = False
+            if self._again is not None:
+                self._again.join()  # no signal of its after the handlers are given back
+                self._again = None
             sys.unraisablehook = previous
 
-    def _again(self) -> None:
-        """Signal the main thread until a stop is raised where it is not dropped (see :meth:`raising`)."""
-        main = threading.main_thread().ident
-        while self._raise:
-            if not self._in_hook:
-                signal.pthread_kill(main, self._signum)
-            time.sleep(0.01)
+    def _give_again(self) -> None:
+        """Signal the main thread, from another, until a stop is raised where it is not dropped."""
+        def again():
+            main = threading.main_thread().ident
+            while self._loading:
+                if self._raise and not self._in_hook:
+                    signal.pthread_kill(main, self._signum)  # a signal: it cuts a blocking call short
+                time.sleep(0.01)
+
+        if self._again is None:
+            self._again = threading.Thread(target=again, name="search-stop-again", daemon=True)
+            self._again.start()
 
     @contextlib.contextmanager
     def on_signals(self, then=None):
@@ -2713,7 +2720,9 @@ class _Stop:
             if self.reason is None:
                 logger.warning("%s received: stopping, saving what finished", name)
             self.reason, self._signum = name, signum
-            if self._raise and not self._in_hook:
+            if self._raise and self._in_hook:  # raised there, it would be dropped
+                self._give_again()
+            elif self._raise:
                 self._raise = False  # once
                 raise _Stopped
 

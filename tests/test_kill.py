@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import weakref
 from pathlib import Path
 
 import psutil
@@ -493,6 +494,40 @@ def test_a_stop_inside_a_weakref_callback_while_importing_is_still_a_graceful_st
     assert "stopped while loading, before any work" in err
     assert time.monotonic() - started < 45  # not after the import's 60 s
     assert not path.exists()
+
+
+def test_a_stop_while_python_reports_a_dropped_exception_is_given_after_the_report(monkeypatch):
+    """A stop signal while the loading's hook for dropped exceptions runs (the report of another
+    exception, say) is not raised in the hook, where Python would drop it too: it comes right after."""
+    import threading
+
+    import search
+
+    reported = []
+
+    def slow_report(failure):  # the hook before the run's: it reports another dropped exception
+        threading.Timer(0.2, signal.pthread_kill, (threading.main_thread().ident, signal.SIGTERM)).start()
+        time.sleep(1.0)
+        reported.append(failure.exc_type)
+
+    class Dropped:
+        pass
+
+    def callback(_ref):
+        raise ValueError("dropped")
+
+    monkeypatch.setattr(sys, "unraisablehook", slow_report)
+    handler = signal.getsignal(signal.SIGTERM)
+    stop = search._Stop()
+    started = time.monotonic()
+    with pytest.raises(search._Stopped), stop.on_signals(), stop.raising():
+        dropped = Dropped()
+        ref = weakref.ref(dropped, callback)  # noqa: F841 - its callback runs at the del
+        del dropped
+        time.sleep(30)  # the loading goes on: a stop ends it
+    assert reported == [ValueError]  # the report was not cut short
+    assert stop.reason == "SIGTERM" and time.monotonic() - started < 10
+    assert sys.unraisablehook is slow_report and signal.getsignal(signal.SIGTERM) == handler
 
 
 def test_a_restart_stopped_while_loading_says_it_has_not_happened(tmp_path, monkeypatch):
