@@ -3751,18 +3751,14 @@ class _Runner:
             self._saved(started, work)
             return
         snapshot = _containers_copied(self.state)
-        saving = concurrent.futures.Future()
 
-        def write() -> None:
-            try:
-                state.save(self.path, snapshot)
-            except BaseException as exc:  # noqa: BLE001 - raised in the run's thread by _save_written
-                saving.set_exception(exc)
-            else:
-                saving.set_result(time.monotonic())
+        def write() -> float:
+            state.save(self.path, snapshot)
+            return time.monotonic()
 
-        self._saving = saving, started, work
-        threading.Thread(target=write, name="search-checkpoint").start()
+        writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="search-checkpoint")
+        self._saving = writer.submit(write), started, work  # its error is raised by _save_written
+        writer.shutdown(wait=False)  # its thread ends with this save
 
     def _save_written(self, wait: bool) -> bool:
         """Whether no checkpoint is being written: the background one, if any, finished first (with

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import functools
 import json
 import os
 import signal
@@ -173,14 +172,9 @@ def wait_for_progress(path: Path, proc, candidates: int) -> None:
     wait_for(saved, 90, f"{candidates} candidates saved")
 
 
-@functools.cache
-def references(grids: str) -> dict:
-    return reference(Path(grids))
-
-
 def assert_equals_gridsearch(path: Path, grids: str) -> None:
     data = state.load(path)
-    for name, ref in references(grids).items():
+    for name, ref in reference(Path(grids)).items():
         assert_same_as_gridsearch(data["families"][name], ref)
 
 
@@ -202,7 +196,7 @@ def test_cluster_run_equals_gridsearchcv(tmp_path, cluster):
     assert sum(after[w] - before[w] for w in after) >= n_fits  # the cluster did the fits
     assert_equals_gridsearch(path, QUICK)
     X, _ = import_file(Path(QUICK)).load_data()
-    for name, ref in references(QUICK).items():
+    for name, ref in reference(Path(QUICK)).items():
         best = search.load_best(str(path), name)
         assert (best.predict(X) == ref.best_estimator_.predict(X)).all()
     status = invoke("status", "--state", str(path), "--json")

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -17,6 +18,7 @@ import psutil
 import pytest
 from conftest import GRIDS, assert_same_as_gridsearch, reference, run_search, slow_fit_grids, start
 
+import search
 import state
 
 SLOW = str(GRIDS / "slow.py")
@@ -499,10 +501,6 @@ def test_a_stop_inside_a_weakref_callback_while_importing_is_still_a_graceful_st
 def test_a_stop_while_python_reports_a_dropped_exception_is_given_after_the_report(monkeypatch):
     """A stop signal while the loading's hook for dropped exceptions runs (the report of another
     exception, say) is not raised in the hook, where Python would drop it too: it comes right after."""
-    import threading
-
-    import search
-
     reported = []
 
     def slow_report(failure):  # the hook before the run's: it reports another dropped exception
